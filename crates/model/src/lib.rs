@@ -1,3 +1,24 @@
 //! The sentiment model: an LSTM classifier on candle with our fused LSTM op.
+//!
+//! - [`config`]: architecture and training settings, saved with the weights;
+//! - [`data`]: labelled TSV, the bundled corpus, the fixed validation split;
+//! - [`classifier`]: embedding -> [`lstm`] -> pooling -> dropout -> linear;
+//! - [`optim`]: fused in-place Adam with gradient clipping;
+//! - [`train`]: length-bucketed batches, epochs, early stopping, evaluation;
+//! - [`metrics`]: accuracy, per-class precision / recall / F1, confusion matrix;
 
+pub mod classifier;
+pub mod config;
+pub mod data;
+mod error;
 pub mod lstm;
+pub mod metrics;
+pub mod optim;
+pub mod runtime;
+mod tensor_data;
+pub mod train;
+
+pub use classifier::{Batch, SentimentModel};
+pub use config::{ModelConfig, Pooling, TrainConfig};
+pub use error::{ModelError, Result};
+pub use metrics::Metrics;

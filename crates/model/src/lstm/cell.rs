@@ -38,10 +38,166 @@ pub(crate) struct Backward<'a> {
     pub lengths: &'a [usize],
 }
 
+/// Splits a `[4H]` gate row into its four `[H]` parts (i, f, g, o).
+#[inline(always)]
+fn quarters_mut(row: &mut [f32], h: usize) -> [&mut [f32]; 4] {
+    let (i, rest) = row.split_at_mut(h);
+    let (f, rest) = rest.split_at_mut(h);
+    let (g, o) = rest.split_at_mut(h);
+    [i, f, g, &mut o[..h]]
+}
+
+#[inline(always)]
+fn quarters(row: &[f32], h: usize) -> [&[f32]; 4] {
+    let (i, rest) = row.split_at(h);
+    let (f, rest) = rest.split_at(h);
+    let (g, o) = rest.split_at(h);
+    [i, f, g, &o[..h]]
+}
+
+// The row kernels work on 16-lane local arrays: loads and stores go through
+// plain copies, so the arithmetic in between has no aliasing questions and
+// LLVM turns each lane loop into straight SIMD code (loops over the nine
+// buffers directly stayed scalar behind its runtime alias checks).
+const LANES: usize = 16;
+
+#[inline(always)]
+fn load(src: &[f32]) -> [f32; LANES] {
+    let mut out = [0.0; LANES];
+    out.copy_from_slice(&src[..LANES]);
+    out
+}
+
+#[inline(always)]
+fn store(dst: &mut [f32], v: &[f32; LANES]) {
+    dst[..LANES].copy_from_slice(v);
+}
+
+#[inline(always)]
+fn forward_row(
+    gates: [&mut [f32]; 4],
+    bias: [&[f32]; 4],
+    prev: &[f32],
+    cell: &mut [f32],
+    tanh_cell: &mut [f32],
+    out: &mut [f32],
+) {
+    let [gi, gf, gg, go] = gates;
+    let [b_i, b_f, b_g, b_o] = bias;
+    let h = out.len();
+    let full = h - h % LANES;
+    let mut j = 0;
+    while j < full {
+        let r = j..j + LANES;
+        let (mut i, mut f, mut g, mut o) = (
+            load(&gi[r.clone()]),
+            load(&gf[r.clone()]),
+            load(&gg[r.clone()]),
+            load(&go[r.clone()]),
+        );
+        let (bi, bf, bg, bo) = (
+            load(&b_i[r.clone()]),
+            load(&b_f[r.clone()]),
+            load(&b_g[r.clone()]),
+            load(&b_o[r.clone()]),
+        );
+        let p = load(&prev[r.clone()]);
+        let (mut c, mut tc, mut hv) = ([0.0f32; LANES], [0.0f32; LANES], [0.0f32; LANES]);
+        for k in 0..LANES {
+            i[k] = sigmoid(i[k] + bi[k]);
+            f[k] = sigmoid(f[k] + bf[k]);
+            g[k] = tanh(g[k] + bg[k]);
+            o[k] = sigmoid(o[k] + bo[k]);
+            c[k] = f[k] * p[k] + i[k] * g[k];
+            tc[k] = tanh(c[k]);
+            hv[k] = o[k] * tc[k];
+        }
+        store(&mut gi[r.clone()], &i);
+        store(&mut gf[r.clone()], &f);
+        store(&mut gg[r.clone()], &g);
+        store(&mut go[r.clone()], &o);
+        store(&mut cell[r.clone()], &c);
+        store(&mut tanh_cell[r.clone()], &tc);
+        store(&mut out[r], &hv);
+        j += LANES;
+    }
+    for j in full..h {
+        let i = sigmoid(gi[j] + b_i[j]);
+        let f = sigmoid(gf[j] + b_f[j]);
+        let g = tanh(gg[j] + b_g[j]);
+        let o = sigmoid(go[j] + b_o[j]);
+        let c = f * prev[j] + i * g;
+        let tc = tanh(c);
+        (gi[j], gf[j], gg[j], go[j]) = (i, f, g, o);
+        cell[j] = c;
+        tanh_cell[j] = tc;
+        out[j] = o * tc;
+    }
+}
+
+#[inline(always)]
+fn backward_row(
+    gates: [&mut [f32]; 4],
+    tanh_cell: &[f32],
+    grad_out: &[f32],
+    grad_h: &[f32],
+    grad_c: &mut [f32],
+    prev: &[f32],
+) {
+    let [gi, gf, gg, go] = gates;
+    let h = grad_c.len();
+    let full = h - h % LANES;
+    let mut j = 0;
+    while j < full {
+        let r = j..j + LANES;
+        let (mut i, mut f, mut g, mut o) = (
+            load(&gi[r.clone()]),
+            load(&gf[r.clone()]),
+            load(&gg[r.clone()]),
+            load(&go[r.clone()]),
+        );
+        let (tc, dout, dhr, mut dc, p) = (
+            load(&tanh_cell[r.clone()]),
+            load(&grad_out[r.clone()]),
+            load(&grad_h[r.clone()]),
+            load(&grad_c[r.clone()]),
+            load(&prev[r.clone()]),
+        );
+        for k in 0..LANES {
+            let dh = dout[k] + dhr[k];
+            let dck = dc[k] + dh * o[k] * (1.0 - tc[k] * tc[k]);
+            let (ik, fk, gk, ok) = (i[k], f[k], g[k], o[k]);
+            i[k] = dck * gk * ik * (1.0 - ik);
+            f[k] = dck * p[k] * fk * (1.0 - fk);
+            g[k] = dck * ik * (1.0 - gk * gk);
+            o[k] = dh * tc[k] * ok * (1.0 - ok);
+            dc[k] = dck * fk;
+        }
+        store(&mut gi[r.clone()], &i);
+        store(&mut gf[r.clone()], &f);
+        store(&mut gg[r.clone()], &g);
+        store(&mut go[r.clone()], &o);
+        store(&mut grad_c[r], &dc);
+        j += LANES;
+    }
+    for j in full..h {
+        let (i, f, g, o) = (gi[j], gf[j], gg[j], go[j]);
+        let tc = tanh_cell[j];
+        let dh = grad_out[j] + grad_h[j];
+        let dc = grad_c[j] + dh * o * (1.0 - tc * tc);
+        gi[j] = dc * g * i * (1.0 - i);
+        gf[j] = dc * prev[j] * f * (1.0 - f);
+        gg[j] = dc * i * (1.0 - g * g);
+        go[j] = dh * tc * o * (1.0 - o);
+        grad_c[j] = dc * f;
+    }
+}
+
 #[inline(always)]
 fn forward_generic(d: Dims, t: usize, rows: usize, b: &mut Forward<'_>) {
     let h = d.hidden;
-    let bias = &b.bias[..4 * h];
+    let [b_i, b_f, b_g, b_o] = quarters(&b.bias[..4 * h], h);
+    let zeros = vec![0.0f32; if t == 0 { h } else { 0 }];
     for row in 0..rows {
         let g0 = (row * d.steps + t) * 4 * h;
         let s0 = (row * d.steps + t) * h;
@@ -50,77 +206,49 @@ fn forward_generic(d: Dims, t: usize, rows: usize, b: &mut Forward<'_>) {
             b.gates[g0..g0 + 4 * h].fill(0.0);
             continue;
         }
-        let gates = &mut b.gates[g0..g0 + 4 * h];
+        let [gi, gf, gg, go] = quarters_mut(&mut b.gates[g0..g0 + 4 * h], h);
         let (cell_before, cell_here) = b.cell.split_at_mut(s0);
+        let prev = if t == 0 {
+            &zeros[..h]
+        } else {
+            &cell_before[s0 - h..s0]
+        };
         let cell = &mut cell_here[..h];
         let tanh_cell = &mut b.tanh_cell[s0..s0 + h];
         let out = &mut b.out[s0..s0 + h];
-        if t == 0 {
-            for j in 0..h {
-                let i = sigmoid(gates[j] + bias[j]);
-                let f = sigmoid(gates[h + j] + bias[h + j]);
-                let g = tanh(gates[2 * h + j] + bias[2 * h + j]);
-                let o = sigmoid(gates[3 * h + j] + bias[3 * h + j]);
-                let c = i * g;
-                let tc = tanh(c);
-                gates[j] = i;
-                gates[h + j] = f;
-                gates[2 * h + j] = g;
-                gates[3 * h + j] = o;
-                cell[j] = c;
-                tanh_cell[j] = tc;
-                out[j] = o * tc;
-            }
-        } else {
-            let prev = &cell_before[s0 - h..s0];
-            for j in 0..h {
-                let i = sigmoid(gates[j] + bias[j]);
-                let f = sigmoid(gates[h + j] + bias[h + j]);
-                let g = tanh(gates[2 * h + j] + bias[2 * h + j]);
-                let o = sigmoid(gates[3 * h + j] + bias[3 * h + j]);
-                let c = f * prev[j] + i * g;
-                let tc = tanh(c);
-                gates[j] = i;
-                gates[h + j] = f;
-                gates[2 * h + j] = g;
-                gates[3 * h + j] = o;
-                cell[j] = c;
-                tanh_cell[j] = tc;
-                out[j] = o * tc;
-            }
-        }
+        forward_row(
+            [gi, gf, gg, go],
+            [b_i, b_f, b_g, b_o],
+            prev,
+            cell,
+            tanh_cell,
+            out,
+        );
     }
 }
 
 #[inline(always)]
 fn backward_generic(d: Dims, t: usize, rows: usize, b: &mut Backward<'_>) {
     let h = d.hidden;
+    let zeros = vec![0.0f32; if t == 0 { h } else { 0 }];
     for row in 0..rows {
         let g0 = (row * d.steps + t) * 4 * h;
         let s0 = (row * d.steps + t) * h;
-        let gates = &mut b.gates[g0..g0 + 4 * h];
         if t >= b.lengths[row] {
-            gates.fill(0.0);
+            b.gates[g0..g0 + 4 * h].fill(0.0);
             continue;
         }
+        let [gi, gf, gg, go] = quarters_mut(&mut b.gates[g0..g0 + 4 * h], h);
         let tanh_cell = &b.tanh_cell[s0..s0 + h];
         let grad_out = &b.grad_out[s0..s0 + h];
         let grad_h = &b.grad_h[row * h..row * h + h];
         let grad_c = &mut b.grad_c[row * h..row * h + h];
-        let zeros = [0.0f32; 0];
-        let prev: &[f32] = if t == 0 { &zeros } else { &b.cell[s0 - h..s0] };
-        for j in 0..h {
-            let (i, f, g, o) = (gates[j], gates[h + j], gates[2 * h + j], gates[3 * h + j]);
-            let tc = tanh_cell[j];
-            let dh = grad_out[j] + grad_h[j];
-            let dc = grad_c[j] + dh * o * (1.0 - tc * tc);
-            let c_prev = if t == 0 { 0.0 } else { prev[j] };
-            gates[j] = dc * g * i * (1.0 - i);
-            gates[h + j] = dc * c_prev * f * (1.0 - f);
-            gates[2 * h + j] = dc * i * (1.0 - g * g);
-            gates[3 * h + j] = dh * tc * o * (1.0 - o);
-            grad_c[j] = dc * f;
-        }
+        let prev = if t == 0 {
+            &zeros[..h]
+        } else {
+            &b.cell[s0 - h..s0]
+        };
+        backward_row([gi, gf, gg, go], tanh_cell, grad_out, grad_h, grad_c, prev);
     }
 }
 

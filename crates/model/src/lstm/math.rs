@@ -16,8 +16,11 @@ const ROUND_MAGIC: f32 = 12_582_912.0;
 /// e^x, clamped to the normal float range.
 #[inline(always)]
 pub(crate) fn exp(x: f32) -> f32 {
-    let x = x.max(-87.3).min(88.3);
-    let n = (x * LOG2E + ROUND_MAGIC) - ROUND_MAGIC;
+    // Plain comparisons, not f32::max/min: their NaN rules block vectorisation.
+    let x = if x < -87.3 { -87.3 } else { x };
+    let x = if x > 88.3 { 88.3 } else { x };
+    let t = x * LOG2E + ROUND_MAGIC;
+    let n = t - ROUND_MAGIC;
     let r = x - n * LN2_HI - n * LN2_LO;
     let p = 1.0 / 5040.0;
     let p = p * r + 1.0 / 720.0;
@@ -27,7 +30,13 @@ pub(crate) fn exp(x: f32) -> f32 {
     let p = p * r + 0.5;
     let p = p * r + 1.0;
     let p = p * r + 1.0;
-    let scale = f32::from_bits(((n as i32 + 127) << 23) as u32);
+    // n sits in the low mantissa bits of t; integer ops build 2^n without a
+    // float-to-int conversion (whose saturation checks also block vectorisation).
+    let biased = t
+        .to_bits()
+        .wrapping_sub(ROUND_MAGIC.to_bits())
+        .wrapping_add(127);
+    let scale = f32::from_bits(biased << 23);
     p * scale
 }
 

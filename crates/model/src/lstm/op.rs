@@ -3,7 +3,9 @@
 use std::sync::Mutex;
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Storage, StorageRef, Tensor};
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
+
+use crate::tensor_data::F32Data;
 
 use super::cell::{backward_step, forward_step, Backward, Dims, Forward};
 use super::gemm::{matmul, View};
@@ -54,33 +56,6 @@ fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Resu
     match l.contiguous_offsets() {
         Some((start, end)) => Ok(&v[start..end]),
         None => candle_core::bail!("fused lstm: {what} must be contiguous"),
-    }
-}
-
-/// Borrowed f32 data of a contiguous CPU tensor, without copying it.
-struct F32Data<'a> {
-    guard: StorageRef<'a>,
-    start: usize,
-    end: usize,
-}
-
-impl<'a> F32Data<'a> {
-    fn of(t: &'a Tensor, what: &str) -> candle_core::Result<Self> {
-        let (guard, layout) = t.storage_and_layout();
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("fused lstm: {what} must be contiguous")
-        };
-        if !matches!(&*guard, Storage::Cpu(CpuStorage::F32(_))) {
-            candle_core::bail!("fused lstm: {what} must be an f32 CPU tensor")
-        }
-        Ok(Self { guard, start, end })
-    }
-
-    fn slice(&self) -> &[f32] {
-        match &*self.guard {
-            Storage::Cpu(CpuStorage::F32(v)) => &v[self.start..self.end],
-            _ => &[],
-        }
     }
 }
 
@@ -263,10 +238,10 @@ impl CustomOp3 for FusedLstm {
         let h = self.hidden;
         let d = Dims { steps, hidden: h };
         let grad_res = grad_res.contiguous()?;
-        let x_data = F32Data::of(x, "input")?;
-        let packed_data = F32Data::of(packed, "weights")?;
-        let out_data = F32Data::of(res, "output")?;
-        let grad_data = F32Data::of(&grad_res, "output gradient")?;
+        let x_data = F32Data::of(x)?;
+        let packed_data = F32Data::of(packed)?;
+        let out_data = F32Data::of(res)?;
+        let grad_data = F32Data::of(&grad_res)?;
         let (x_v, out_v, grad_out) = (x_data.slice(), out_data.slice(), grad_data.slice());
         let w = split_weights(packed_data.slice(), input, h);
 

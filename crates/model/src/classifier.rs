@@ -1,0 +1,344 @@
+//! The sentiment classifier: embedding -> fused LSTM -> pooling -> dropout -> linear.
+
+use std::collections::HashMap;
+
+use candle_core::{DType, Device, Result, Tensor, Var, D};
+use candle_nn::VarMap;
+use rand::rngs::StdRng;
+use rand::Rng;
+use rand_distr::{Distribution, Normal};
+
+use crate::config::{ModelConfig, Pooling};
+use crate::lstm::{fused_lstm, LstmWeights};
+
+/// Parameter names, PyTorch's `state_dict` keys for the same module layout
+/// (`nn.Embedding` as `embedding`, `nn.LSTM` as `lstm`, `nn.Linear` as `fc`).
+pub mod names {
+    /// Embedding table `[V, E]`.
+    pub const EMBEDDING: &str = "embedding.weight";
+    /// LSTM input weights `[4H, E]`.
+    pub const W_IH: &str = "lstm.weight_ih_l0";
+    /// LSTM recurrent weights `[4H, H]`.
+    pub const W_HH: &str = "lstm.weight_hh_l0";
+    /// LSTM input bias `[4H]`.
+    pub const B_IH: &str = "lstm.bias_ih_l0";
+    /// LSTM recurrent bias `[4H]`.
+    pub const B_HH: &str = "lstm.bias_hh_l0";
+    /// Output weights `[C, H]`.
+    pub const FC_W: &str = "fc.weight";
+    /// Output bias `[C]`.
+    pub const FC_B: &str = "fc.bias";
+    /// Every parameter name.
+    pub const ALL: [&str; 7] = [EMBEDDING, W_IH, W_HH, B_IH, B_HH, FC_W, FC_B];
+}
+
+/// A batch of encoded texts, sorted longest first (the fused LSTM then skips
+/// finished rows).
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// Token ids `[B, T]`, padded with `<pad>`.
+    pub tokens: Tensor,
+    /// Real lengths `[B]` (at least 1).
+    pub lengths: Tensor,
+    /// Host copy of `lengths`.
+    pub host_lengths: Vec<usize>,
+    /// Labels `[B]`, when known.
+    pub labels: Option<Tensor>,
+    /// `order[i]` is the caller's index of batch row `i`.
+    pub order: Vec<usize>,
+}
+
+impl Batch {
+    /// Builds a batch from id sequences (and optional labels). An empty sequence
+    /// becomes a single `<pad>` token so every row has a state to pool.
+    pub fn new(seqs: &[&[u32]], labels: Option<&[u32]>, device: &Device) -> Result<Self> {
+        let mut order: Vec<usize> = (0..seqs.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(seqs[i].len()));
+        let steps = seqs.iter().map(|s| s.len()).max().unwrap_or(1).max(1);
+        let mut tokens = vec![0u32; seqs.len() * steps];
+        let mut lengths = Vec::with_capacity(seqs.len());
+        for (row, &i) in order.iter().enumerate() {
+            let seq = seqs[i];
+            tokens[row * steps..row * steps + seq.len()].copy_from_slice(seq);
+            lengths.push(seq.len().max(1));
+        }
+        let len_u32: Vec<u32> = lengths.iter().map(|&n| n as u32).collect();
+        let labels = match labels {
+            Some(l) => {
+                let sorted: Vec<u32> = order.iter().map(|&i| l[i]).collect();
+                Some(Tensor::new(sorted.as_slice(), device)?)
+            }
+            None => None,
+        };
+        Ok(Self {
+            tokens: Tensor::from_vec(tokens, (seqs.len(), steps), device)?,
+            lengths: Tensor::new(len_u32.as_slice(), device)?,
+            host_lengths: lengths,
+            labels,
+            order,
+        })
+    }
+}
+
+/// The classifier's parameters, held as named candle variables.
+pub struct SentimentModel {
+    config: ModelConfig,
+    varmap: VarMap,
+    threads: usize,
+}
+
+impl std::fmt::Debug for SentimentModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SentimentModel")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn uniform(rng: &mut StdRng, shape: &[usize], bound: f32) -> Result<Tensor> {
+    let n: usize = shape.iter().product();
+    let data: Vec<f32> = (0..n).map(|_| rng.random_range(-bound..=bound)).collect();
+    Tensor::from_vec(data, shape, &Device::Cpu)
+}
+
+impl SentimentModel {
+    /// A freshly initialised model, with PyTorch's default initialisation:
+    /// N(0, 1) embeddings (the `<pad>` row zero), U(±1/sqrt(H)) LSTM weights,
+    /// U(±1/sqrt(H)) output layer.
+    pub fn new(config: ModelConfig, rng: &mut StdRng) -> Result<Self> {
+        config.validate().map_err(candle_core::Error::Msg)?;
+        let (v, e, h, c) = (
+            config.vocab_size,
+            config.embed_dim,
+            config.hidden_dim,
+            config.num_classes,
+        );
+        let normal =
+            Normal::new(0.0f32, 1.0).map_err(|err| candle_core::Error::Msg(err.to_string()))?;
+        let mut emb: Vec<f32> = (0..v * e).map(|_| normal.sample(rng)).collect();
+        emb[..e].fill(0.0);
+        let k = 1.0 / (h as f32).sqrt();
+        let mut tensors = HashMap::new();
+        tensors.insert(
+            names::EMBEDDING,
+            Tensor::from_vec(emb, (v, e), &Device::Cpu)?,
+        );
+        tensors.insert(names::W_IH, uniform(rng, &[4 * h, e], k)?);
+        tensors.insert(names::W_HH, uniform(rng, &[4 * h, h], k)?);
+        tensors.insert(names::B_IH, uniform(rng, &[4 * h], k)?);
+        tensors.insert(names::B_HH, uniform(rng, &[4 * h], k)?);
+        tensors.insert(names::FC_W, uniform(rng, &[c, h], k)?);
+        tensors.insert(names::FC_B, uniform(rng, &[c], k)?);
+        Self::from_tensors(
+            config,
+            tensors
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        )
+    }
+
+    /// A model over existing weights (a checkpoint or a PyTorch `state_dict`);
+    /// every parameter must be present with the shape the config implies.
+    pub fn from_tensors(config: ModelConfig, mut tensors: HashMap<String, Tensor>) -> Result<Self> {
+        config.validate().map_err(candle_core::Error::Msg)?;
+        let (v, e, h, c) = (
+            config.vocab_size,
+            config.embed_dim,
+            config.hidden_dim,
+            config.num_classes,
+        );
+        let expected: [(&str, Vec<usize>); 7] = [
+            (names::EMBEDDING, vec![v, e]),
+            (names::W_IH, vec![4 * h, e]),
+            (names::W_HH, vec![4 * h, h]),
+            (names::B_IH, vec![4 * h]),
+            (names::B_HH, vec![4 * h]),
+            (names::FC_W, vec![c, h]),
+            (names::FC_B, vec![c]),
+        ];
+        let varmap = VarMap::new();
+        {
+            let mut data = varmap
+                .data()
+                .lock()
+                .map_err(|_| candle_core::Error::Msg("poisoned".into()))?;
+            for (name, shape) in expected {
+                let tensor = tensors
+                    .remove(name)
+                    .ok_or_else(|| candle_core::Error::Msg(format!("missing parameter {name}")))?;
+                if tensor.dims() != shape.as_slice() {
+                    candle_core::bail!(
+                        "parameter {name} has shape {:?}, expected {shape:?}",
+                        tensor.dims()
+                    )
+                }
+                let tensor = tensor
+                    .to_dtype(DType::F32)?
+                    .to_device(&Device::Cpu)?
+                    .contiguous()?;
+                data.insert(name.to_string(), Var::from_tensor(&tensor)?);
+            }
+        }
+        Ok(Self {
+            config,
+            varmap,
+            threads: 1,
+        })
+    }
+
+    /// Sets the GEMM thread count of the LSTM (1 by default).
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self
+    }
+
+    /// The architecture.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// The named variables, for optimisers and federated averaging.
+    pub fn varmap(&self) -> &VarMap {
+        &self.varmap
+    }
+
+    /// All parameters in [`names::ALL`] order.
+    pub fn vars(&self) -> Result<Vec<(String, Var)>> {
+        let data = self
+            .varmap
+            .data()
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("poisoned".into()))?;
+        names::ALL
+            .iter()
+            .map(|&name| {
+                data.get(name)
+                    .map(|v| (name.to_string(), v.clone()))
+                    .ok_or_else(|| candle_core::Error::Msg(format!("missing parameter {name}")))
+            })
+            .collect()
+    }
+
+    /// A copy of every parameter's current value.
+    pub fn snapshot(&self) -> Result<HashMap<String, Tensor>> {
+        self.vars()?
+            .into_iter()
+            .map(|(name, var)| Ok((name, var.as_tensor().copy()?)))
+            .collect()
+    }
+
+    /// Overwrites parameters with `tensors` (same names and shapes).
+    pub fn restore(&self, tensors: &HashMap<String, Tensor>) -> Result<()> {
+        for (name, var) in self.vars()? {
+            let value = tensors
+                .get(&name)
+                .ok_or_else(|| candle_core::Error::Msg(format!("missing parameter {name}")))?;
+            var.set(value)?;
+        }
+        Ok(())
+    }
+
+    fn param(&self, name: &str) -> Result<Tensor> {
+        let data = self
+            .varmap
+            .data()
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("poisoned".into()))?;
+        data.get(name)
+            .map(|v| v.as_tensor().clone())
+            .ok_or_else(|| candle_core::Error::Msg(format!("missing parameter {name}")))
+    }
+
+    /// The LSTM parameters.
+    pub fn lstm_weights(&self) -> Result<LstmWeights> {
+        Ok(LstmWeights {
+            w_ih: self.param(names::W_IH)?,
+            w_hh: self.param(names::W_HH)?,
+            b_ih: self.param(names::B_IH)?,
+            b_hh: self.param(names::B_HH)?,
+        })
+    }
+
+    /// Logits `[B, C]` in batch row order. With `dropout_rng` the forward pass
+    /// trains (dropout on, activations kept for backward); without, it infers.
+    /// `packed` may carry the LSTM weights pre-packed (inference caches them).
+    pub fn forward(
+        &self,
+        batch: &Batch,
+        dropout_rng: Option<&mut StdRng>,
+        packed: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let cfg = &self.config;
+        let (b, t) = batch.tokens.dims2()?;
+        let embedding = self.param(names::EMBEDDING)?;
+        let x = embedding
+            .index_select(&batch.tokens.flatten_all()?, 0)?
+            .reshape((b, t, cfg.embed_dim))?;
+        let train = dropout_rng.is_some();
+        let packed = match packed {
+            Some(p) => p.clone(),
+            None => self.lstm_weights()?.pack()?,
+        };
+        let hs = fused_lstm(
+            &x,
+            &packed,
+            &batch.lengths,
+            cfg.embed_dim,
+            cfg.hidden_dim,
+            train,
+            self.threads,
+        )?;
+        let pooled = pool(&hs, batch, cfg.pooling)?;
+        let pooled = match dropout_rng {
+            Some(rng) if cfg.dropout > 0.0 => {
+                let keep = 1.0 - cfg.dropout;
+                let mask: Vec<f32> = (0..b * cfg.hidden_dim)
+                    .map(|_| {
+                        if rng.random::<f32>() < keep {
+                            1.0 / keep
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect();
+                (pooled * Tensor::from_vec(mask, (b, cfg.hidden_dim), &Device::Cpu)?)?
+            }
+            _ => pooled,
+        };
+        let fc_w = self.param(names::FC_W)?;
+        let fc_b = self.param(names::FC_B)?;
+        pooled.matmul(&fc_w.t()?)?.broadcast_add(&fc_b)
+    }
+}
+
+fn pool(hs: &Tensor, batch: &Batch, pooling: Pooling) -> Result<Tensor> {
+    let (b, t, h) = hs.dims3()?;
+    let device = hs.device();
+    match pooling {
+        Pooling::Last => {
+            let idx: Vec<u32> = batch
+                .host_lengths
+                .iter()
+                .flat_map(|&n| std::iter::repeat_n((n - 1) as u32, h))
+                .collect();
+            let idx = Tensor::from_vec(idx, (b, 1, h), device)?;
+            hs.gather(&idx, 1)?.squeeze(1)
+        }
+        Pooling::Mean => {
+            let inv: Vec<f32> = batch.host_lengths.iter().map(|&n| 1.0 / n as f32).collect();
+            hs.sum(1)?
+                .broadcast_mul(&Tensor::from_vec(inv, (b, 1), device)?)
+        }
+        Pooling::Max => {
+            // Outputs past a sequence's end are zero; push them far below any
+            // real state (which lies in (-1, 1)) so they never win the max.
+            let mut mask = vec![0f32; b * t];
+            for (row, &n) in batch.host_lengths.iter().enumerate() {
+                mask[row * t + n..row * t + t].fill(-1e4);
+            }
+            let mask = Tensor::from_vec(mask, (b, t, 1), device)?;
+            hs.broadcast_add(&mask)?.max(D::Minus2)
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! Model and training configuration: data, saved next to the weights.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// How the LSTM's per-step hidden states become one vector per text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooling {
+    /// The state at the last real token (what the original system used).
+    Last,
+    /// The mean over real tokens.
+    Mean,
+    /// The element-wise maximum over real tokens.
+    Max,
+}
+
+impl fmt::Display for Pooling {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Pooling::Last => "last",
+            Pooling::Mean => "mean",
+            Pooling::Max => "max",
+        })
+    }
+}
+
+impl FromStr for Pooling {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "last" => Ok(Pooling::Last),
+            "mean" => Ok(Pooling::Mean),
+            "max" => Ok(Pooling::Max),
+            other => Err(format!(
+                "unknown pooling {other:?} (expected last, mean or max)"
+            )),
+        }
+    }
+}
+
+/// Architecture of the classifier; stored in every checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    /// Vocabulary size, `<pad>` and `<unk>` included.
+    pub vocab_size: usize,
+    /// Embedding width.
+    pub embed_dim: usize,
+    /// LSTM hidden size.
+    pub hidden_dim: usize,
+    /// Output classes (2: negative, positive).
+    pub num_classes: usize,
+    /// Pooling over time.
+    pub pooling: Pooling,
+    /// Dropout before the output layer, during training only.
+    pub dropout: f32,
+    /// Tokens kept per text; longer texts are truncated.
+    pub max_len: usize,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            vocab_size: 20_000,
+            embed_dim: 128,
+            hidden_dim: 128,
+            num_classes: 2,
+            pooling: Pooling::Max,
+            dropout: 0.5,
+            max_len: 256,
+        }
+    }
+}
+
+impl ModelConfig {
+    /// Checks sizes a checkpoint or a user could get wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.vocab_size < 2 || self.embed_dim == 0 || self.hidden_dim == 0 || self.max_len == 0 {
+            return Err(
+                "vocab_size >= 2 and non-zero embed_dim, hidden_dim and max_len are required"
+                    .into(),
+            );
+        }
+        if self.num_classes < 2 {
+            return Err("num_classes must be at least 2".into());
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(format!("dropout must be in [0, 1), got {}", self.dropout));
+        }
+        Ok(())
+    }
+}
+
+/// Optimisation settings for centralised training (and a worker's local training).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Maximum passes over the training data.
+    pub epochs: usize,
+    /// Examples per batch.
+    pub batch_size: usize,
+    /// Adam learning rate.
+    pub learning_rate: f64,
+    /// Global gradient-norm clip; 0 disables it.
+    pub clip_norm: f64,
+    /// Epochs without validation improvement before stopping; 0 disables early stopping.
+    pub patience: usize,
+    /// Seed for initialisation, shuffling and dropout.
+    pub seed: u64,
+    /// Minimum token count to enter the vocabulary.
+    pub min_count: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 8,
+            batch_size: 64,
+            learning_rate: 2e-3,
+            clip_norm: 5.0,
+            patience: 2,
+            seed: 42,
+            min_count: 2,
+        }
+    }
+}

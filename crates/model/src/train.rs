@@ -1,0 +1,320 @@
+//! Training: encoding, length-bucketed batches, the epoch loop with early
+//! stopping on the validation split, and evaluation.
+
+use std::time::Instant;
+
+use bloginfer_text::{Encoder, Tokenizer, Vocab, VocabBuilder};
+use candle_core::{Device, Tensor, D};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+use crate::classifier::{Batch, SentimentModel};
+use crate::config::{ModelConfig, TrainConfig};
+use crate::data::{Example, LABELS};
+use crate::error::{ModelError, Result};
+use crate::metrics::Metrics;
+use crate::optim::{Adam, AdamConfig};
+
+/// A text encoded for the model.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    /// Token ids, truncated to the model's maximum length.
+    pub ids: Vec<u32>,
+    /// The label.
+    pub label: u32,
+}
+
+/// Builds the vocabulary from training texts.
+pub fn build_vocab(examples: &[Example], min_count: u64, max_size: usize) -> Vocab {
+    let tokenizer = Tokenizer::shared();
+    let mut builder = VocabBuilder::new();
+    for e in examples {
+        let normalized = bloginfer_text::normalize(&e.text);
+        tokenizer.for_each_word(&normalized, |w| builder.add(w));
+    }
+    builder.build(min_count, max_size)
+}
+
+/// Encodes labelled examples.
+pub fn encode_all(encoder: &Encoder, examples: &[Example]) -> Vec<Encoded> {
+    examples
+        .iter()
+        .map(|e| Encoded {
+            ids: encoder.encode(&e.text),
+            label: e.label,
+        })
+        .collect()
+}
+
+/// Groups example indices into batches of similar length: shuffle, cut into
+/// pools of 50 batches, sort each pool by length, batch, shuffle the batches.
+/// Short reviews then do not pay for padding up to long ones, and batches still
+/// differ from epoch to epoch.
+pub fn bucketed_batches(lengths: &[usize], batch_size: usize, rng: &mut StdRng) -> Vec<Vec<usize>> {
+    let batch_size = batch_size.max(1);
+    let mut indices: Vec<usize> = (0..lengths.len()).collect();
+    indices.shuffle(rng);
+    let mut batches = Vec::with_capacity(lengths.len().div_ceil(batch_size));
+    for pool in indices.chunks_mut(batch_size * 50) {
+        pool.sort_by_key(|&i| lengths[i]);
+        batches.extend(pool.chunks(batch_size).map(<[usize]>::to_vec));
+    }
+    batches.shuffle(rng);
+    batches
+}
+
+/// Per-epoch record kept in the checkpoint's training metadata.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Mean training loss.
+    pub train_loss: f64,
+    /// Validation loss.
+    pub val_loss: f64,
+    /// Validation accuracy.
+    pub val_accuracy: f64,
+    /// Validation macro-F1.
+    pub val_macro_f1: f64,
+    /// Training throughput.
+    pub samples_per_sec: f64,
+    /// Wall time of the epoch's training part.
+    pub seconds: f64,
+}
+
+/// Hooks for progress display; every method has a no-op default.
+pub trait Progress {
+    /// An epoch with `batches` batches over `samples` examples starts.
+    fn epoch_start(&mut self, _epoch: usize, _batches: usize, _samples: usize) {}
+    /// A batch finished with this loss.
+    fn batch_done(&mut self, _loss: f32, _samples: usize) {}
+    /// An epoch finished and was evaluated.
+    fn epoch_end(&mut self, _record: &EpochRecord) {}
+}
+
+/// Progress that shows nothing.
+pub struct Silent;
+impl Progress for Silent {}
+
+/// A model and its optimiser, trained batch by batch.
+pub struct Trainer {
+    model: SentimentModel,
+    optimizer: Adam,
+    rng: StdRng,
+    batch_size: usize,
+}
+
+impl Trainer {
+    /// Wraps `model` with a fresh Adam.
+    pub fn new(model: SentimentModel, config: &TrainConfig) -> Result<Self> {
+        let vars = model.vars()?.into_iter().map(|(_, v)| v).collect();
+        Ok(Self {
+            optimizer: Adam::new(
+                vars,
+                AdamConfig::new(config.learning_rate, config.clip_norm),
+            ),
+            rng: StdRng::seed_from_u64(config.seed ^ 0x5EED),
+            model,
+            batch_size: config.batch_size.max(1),
+        })
+    }
+
+    /// The model being trained.
+    pub fn model(&self) -> &SentimentModel {
+        &self.model
+    }
+
+    /// Gives the model back.
+    pub fn into_model(self) -> SentimentModel {
+        self.model
+    }
+
+    /// One optimisation step on `examples`; returns the batch's mean loss.
+    pub fn step(&mut self, examples: &[&Encoded]) -> Result<f32> {
+        let seqs: Vec<&[u32]> = examples.iter().map(|e| e.ids.as_slice()).collect();
+        let labels: Vec<u32> = examples.iter().map(|e| e.label).collect();
+        let batch = Batch::new(&seqs, Some(&labels), &Device::Cpu)?;
+        let logits = self.model.forward(&batch, Some(&mut self.rng), None)?;
+        let targets = batch
+            .labels
+            .as_ref()
+            .ok_or_else(|| ModelError::Config("batch without labels".into()))?;
+        let loss = candle_nn::loss::cross_entropy(&logits, targets)?;
+        let value = loss.to_scalar::<f32>()?;
+        if !value.is_finite() {
+            return Err(ModelError::Config(format!(
+                "training diverged (loss {value})"
+            )));
+        }
+        let grads = loss.backward()?;
+        self.optimizer.step(&grads)?;
+        Ok(value)
+    }
+
+    /// One pass over `data` in length-bucketed batches; returns (mean loss, seconds).
+    pub fn epoch(
+        &mut self,
+        data: &[Encoded],
+        epoch: usize,
+        progress: &mut dyn Progress,
+    ) -> Result<(f64, f64)> {
+        let lengths: Vec<usize> = data.iter().map(|e| e.ids.len()).collect();
+        let batches = bucketed_batches(&lengths, self.batch_size, &mut self.rng);
+        progress.epoch_start(epoch, batches.len(), data.len());
+        let start = Instant::now();
+        let (mut loss_sum, mut seen) = (0f64, 0usize);
+        for batch in &batches {
+            let examples: Vec<&Encoded> = batch.iter().map(|&i| &data[i]).collect();
+            let loss = self.step(&examples)?;
+            loss_sum += f64::from(loss) * examples.len() as f64;
+            seen += examples.len();
+            progress.batch_done(loss, examples.len());
+        }
+        Ok((loss_sum / seen.max(1) as f64, start.elapsed().as_secs_f64()))
+    }
+}
+
+/// Class probabilities `[N, C]` for encoded sequences, in input order, computed
+/// in length-sorted batches of `batch_size`.
+pub fn predict_probs(
+    model: &SentimentModel,
+    seqs: &[&[u32]],
+    batch_size: usize,
+) -> Result<Vec<Vec<f32>>> {
+    let mut order: Vec<usize> = (0..seqs.len()).collect();
+    order.sort_by_key(|&i| seqs[i].len());
+    let packed = model.lstm_weights()?.pack()?;
+    let mut out = vec![Vec::new(); seqs.len()];
+    for chunk in order.chunks(batch_size.max(1)) {
+        let chunk_seqs: Vec<&[u32]> = chunk.iter().map(|&i| seqs[i]).collect();
+        let batch = Batch::new(&chunk_seqs, None, &Device::Cpu)?;
+        let logits = model.forward(&batch, None, Some(&packed))?;
+        let probs = candle_nn::ops::softmax(&logits, D::Minus1)?.to_vec2::<f32>()?;
+        for (row, p) in probs.into_iter().enumerate() {
+            out[chunk[batch.order[row]]] = p;
+        }
+    }
+    Ok(out)
+}
+
+/// Accuracy, F1, confusion matrix and mean loss of `model` on `data`.
+pub fn evaluate(model: &SentimentModel, data: &[Encoded]) -> Result<Metrics> {
+    let seqs: Vec<&[u32]> = data.iter().map(|e| e.ids.as_slice()).collect();
+    let probs = predict_probs(model, &seqs, 256)?;
+    let mut loss = 0f64;
+    let pairs: Vec<(u32, u32)> = data
+        .iter()
+        .zip(&probs)
+        .map(|(e, p)| {
+            loss -= f64::from(p.get(e.label as usize).copied().unwrap_or(0.0).max(1e-12)).ln();
+            (e.label, argmax(p))
+        })
+        .collect();
+    let mut metrics = Metrics::from_pairs(&LABELS, pairs);
+    metrics.loss = Some(loss / data.len().max(1) as f64);
+    Ok(metrics)
+}
+
+pub(crate) fn argmax(p: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, v) in p.iter().enumerate() {
+        if *v > p[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// What [`fit`] produced.
+pub struct Fitted {
+    /// The model at its best validation epoch.
+    pub model: SentimentModel,
+    /// The vocabulary it was trained with.
+    pub vocab: Vocab,
+    /// One record per epoch run.
+    pub history: Vec<EpochRecord>,
+    /// The epoch whose weights were kept.
+    pub best_epoch: usize,
+    /// Validation metrics of the kept weights.
+    pub metrics: Metrics,
+}
+
+/// Trains a model from scratch: vocabulary from `train`, up to
+/// `config.epochs` epochs, early stopping on validation accuracy with
+/// `config.patience`, keeping the best epoch's weights.
+pub fn fit(
+    train: &[Example],
+    val: &[Example],
+    mut model_config: ModelConfig,
+    config: &TrainConfig,
+    threads: usize,
+    progress: &mut dyn Progress,
+) -> Result<Fitted> {
+    if train.is_empty() || val.is_empty() {
+        return Err(ModelError::Config(
+            "training and validation data must not be empty".into(),
+        ));
+    }
+    let vocab = build_vocab(train, config.min_count, model_config.vocab_size);
+    model_config.vocab_size = vocab.len();
+    model_config.validate().map_err(ModelError::Config)?;
+    let encoder = Encoder::new(vocab.clone(), model_config.max_len);
+    let train_data = encode_all(&encoder, train);
+    let val_data = encode_all(&encoder, val);
+
+    let mut rng = StdRng::seed_from_u64(config.seed);
+    let model = SentimentModel::new(model_config, &mut rng)?.with_threads(threads);
+    let mut trainer = Trainer::new(model, config)?;
+    let mut history = Vec::new();
+    let mut best: Option<(
+        f64,
+        usize,
+        std::collections::HashMap<String, Tensor>,
+        Metrics,
+    )> = None;
+    for epoch in 1..=config.epochs.max(1) {
+        let (train_loss, seconds) = trainer.epoch(&train_data, epoch, progress)?;
+        let metrics = evaluate(trainer.model(), &val_data)?;
+        let record = EpochRecord {
+            epoch,
+            train_loss,
+            val_loss: metrics.loss.unwrap_or(f64::NAN),
+            val_accuracy: metrics.accuracy,
+            val_macro_f1: metrics.macro_f1,
+            samples_per_sec: train_data.len() as f64 / seconds.max(1e-9),
+            seconds,
+        };
+        progress.epoch_end(&record);
+        history.push(record);
+        let improved = best
+            .as_ref()
+            .is_none_or(|(acc, ..)| metrics.accuracy > *acc);
+        if improved {
+            best = Some((
+                metrics.accuracy,
+                epoch,
+                trainer.model().snapshot()?,
+                metrics,
+            ));
+        } else if config.patience > 0
+            && best
+                .as_ref()
+                .is_some_and(|(_, e, ..)| epoch - e >= config.patience)
+        {
+            break;
+        }
+    }
+    let (_, best_epoch, weights, metrics) =
+        best.ok_or_else(|| ModelError::Config("no epoch ran".into()))?;
+    let model = trainer.into_model();
+    model.restore(&weights)?;
+    Ok(Fitted {
+        model,
+        vocab,
+        history,
+        best_epoch,
+        metrics,
+    })
+}
