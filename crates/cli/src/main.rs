@@ -1,1 +1,64 @@
-fn main() {}
+//! `bloginfer`: one binary, one subcommand per workload.
+
+mod commands;
+mod progress;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Blog platform with built-in Chinese sentiment analysis, trained by federated learning.
+#[derive(Parser)]
+#[command(name = "bloginfer", version, about)]
+struct Cli {
+    /// Model registry directory.
+    #[arg(long, global = true, env = "MODEL_DIR", default_value = "./var/models")]
+    models_dir: PathBuf,
+    /// Threads for numeric work (training defaults to one: parallelism comes from processes).
+    #[arg(long, global = true, env = "BLOGINFER_THREADS", default_value_t = 1)]
+    threads: usize,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model centrally, store it as a new version and make it current.
+    Train(commands::train::TrainArgs),
+    /// Evaluate a model on labelled data.
+    Eval(commands::eval::EvalArgs),
+    /// Predict the sentiment of texts.
+    Predict(commands::predict::PredictArgs),
+    /// Inspect and manage the model registry.
+    Models {
+        #[command(subcommand)]
+        command: commands::models::ModelsCommand,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,bloginfer=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    bloginfer_model::runtime::configure_threads(cli.threads);
+    bloginfer_model::runtime::tune_allocator();
+    let result = match cli.command {
+        Command::Train(args) => commands::train::run(&cli.models_dir, cli.threads, args),
+        Command::Eval(args) => commands::eval::run(&cli.models_dir, args),
+        Command::Predict(args) => commands::predict::run(&cli.models_dir, args),
+        Command::Models { command } => commands::models::run(&cli.models_dir, command),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -22,7 +22,10 @@ fn model(seed: u64) -> SentimentModel {
         hidden_dim: 128,
         num_classes: 2,
         pooling: Pooling::Last,
+        bidirectional: false,
         dropout: 0.5,
+        embed_dropout: 0.0,
+        granularity: Default::default(),
         max_len: 128,
     };
     SentimentModel::new(config, &mut StdRng::seed_from_u64(seed)).expect("model")
@@ -90,7 +93,7 @@ fn main() {
     }
 
     let m = model(7);
-    let packed = m.lstm_weights().expect("weights").pack().expect("pack");
+    let packed = m.pack().expect("pack");
     let single = synthetic(&mut rng, 1, 64);
     let (single_ms, single_p99) = median_ms(
         || {

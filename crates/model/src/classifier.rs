@@ -24,12 +24,18 @@ pub mod names {
     pub const B_IH: &str = "lstm.bias_ih_l0";
     /// LSTM recurrent bias `[4H]`.
     pub const B_HH: &str = "lstm.bias_hh_l0";
-    /// Output weights `[C, H]`.
+    /// Reverse-direction LSTM input weights `[4H, E]` (bidirectional only).
+    pub const W_IH_REV: &str = "lstm.weight_ih_l0_reverse";
+    /// Reverse-direction recurrent weights `[4H, H]`.
+    pub const W_HH_REV: &str = "lstm.weight_hh_l0_reverse";
+    /// Reverse-direction input bias `[4H]`.
+    pub const B_IH_REV: &str = "lstm.bias_ih_l0_reverse";
+    /// Reverse-direction recurrent bias `[4H]`.
+    pub const B_HH_REV: &str = "lstm.bias_hh_l0_reverse";
+    /// Output weights `[C, H]` (`[C, 2H]` when bidirectional).
     pub const FC_W: &str = "fc.weight";
     /// Output bias `[C]`.
     pub const FC_B: &str = "fc.bias";
-    /// Every parameter name.
-    pub const ALL: [&str; 7] = [EMBEDDING, W_IH, W_HH, B_IH, B_HH, FC_W, FC_B];
 }
 
 /// A batch of encoded texts, sorted longest first (the fused LSTM then skips
@@ -106,6 +112,15 @@ impl SentimentModel {
     /// N(0, 1) embeddings (the `<pad>` row zero), U(±1/sqrt(H)) LSTM weights,
     /// U(±1/sqrt(H)) output layer.
     pub fn new(config: ModelConfig, rng: &mut StdRng) -> Result<Self> {
+        Self::with_embedding_std(config, 1.0, rng)
+    }
+
+    /// Like [`SentimentModel::new`] with N(0, `embed_std`) embeddings.
+    pub fn with_embedding_std(
+        config: ModelConfig,
+        embed_std: f32,
+        rng: &mut StdRng,
+    ) -> Result<Self> {
         config.validate().map_err(candle_core::Error::Msg)?;
         let (v, e, h, c) = (
             config.vocab_size,
@@ -113,22 +128,24 @@ impl SentimentModel {
             config.hidden_dim,
             config.num_classes,
         );
-        let normal =
-            Normal::new(0.0f32, 1.0).map_err(|err| candle_core::Error::Msg(err.to_string()))?;
+        let normal = Normal::new(0.0f32, embed_std)
+            .map_err(|err| candle_core::Error::Msg(err.to_string()))?;
         let mut emb: Vec<f32> = (0..v * e).map(|_| normal.sample(rng)).collect();
         emb[..e].fill(0.0);
         let k = 1.0 / (h as f32).sqrt();
+        let k_fc = 1.0 / (config.feature_dim() as f32).sqrt();
+        let _ = c;
         let mut tensors = HashMap::new();
-        tensors.insert(
-            names::EMBEDDING,
-            Tensor::from_vec(emb, (v, e), &Device::Cpu)?,
-        );
-        tensors.insert(names::W_IH, uniform(rng, &[4 * h, e], k)?);
-        tensors.insert(names::W_HH, uniform(rng, &[4 * h, h], k)?);
-        tensors.insert(names::B_IH, uniform(rng, &[4 * h], k)?);
-        tensors.insert(names::B_HH, uniform(rng, &[4 * h], k)?);
-        tensors.insert(names::FC_W, uniform(rng, &[c, h], k)?);
-        tensors.insert(names::FC_B, uniform(rng, &[c], k)?);
+        for (name, shape) in config.parameter_shapes() {
+            let tensor = match name {
+                names::EMBEDDING => {
+                    Tensor::from_vec(std::mem::take(&mut emb), (v, e), &Device::Cpu)?
+                }
+                names::FC_W | names::FC_B => uniform(rng, &shape, k_fc)?,
+                _ => uniform(rng, &shape, k)?,
+            };
+            tensors.insert(name, tensor);
+        }
         Self::from_tensors(
             config,
             tensors
@@ -142,21 +159,7 @@ impl SentimentModel {
     /// every parameter must be present with the shape the config implies.
     pub fn from_tensors(config: ModelConfig, mut tensors: HashMap<String, Tensor>) -> Result<Self> {
         config.validate().map_err(candle_core::Error::Msg)?;
-        let (v, e, h, c) = (
-            config.vocab_size,
-            config.embed_dim,
-            config.hidden_dim,
-            config.num_classes,
-        );
-        let expected: [(&str, Vec<usize>); 7] = [
-            (names::EMBEDDING, vec![v, e]),
-            (names::W_IH, vec![4 * h, e]),
-            (names::W_HH, vec![4 * h, h]),
-            (names::B_IH, vec![4 * h]),
-            (names::B_HH, vec![4 * h]),
-            (names::FC_W, vec![c, h]),
-            (names::FC_B, vec![c]),
-        ];
+        let expected = config.parameter_shapes();
         let varmap = VarMap::new();
         {
             let mut data = varmap
@@ -203,16 +206,17 @@ impl SentimentModel {
         &self.varmap
     }
 
-    /// All parameters in [`names::ALL`] order.
+    /// All parameters in [`ModelConfig::parameter_shapes`] order.
     pub fn vars(&self) -> Result<Vec<(String, Var)>> {
         let data = self
             .varmap
             .data()
             .lock()
             .map_err(|_| candle_core::Error::Msg("poisoned".into()))?;
-        names::ALL
-            .iter()
-            .map(|&name| {
+        self.config
+            .parameter_shapes()
+            .into_iter()
+            .map(|(name, _)| {
                 data.get(name)
                     .map(|v| (name.to_string(), v.clone()))
                     .ok_or_else(|| candle_core::Error::Msg(format!("missing parameter {name}")))
@@ -250,13 +254,34 @@ impl SentimentModel {
             .ok_or_else(|| candle_core::Error::Msg(format!("missing parameter {name}")))
     }
 
-    /// The LSTM parameters.
+    /// The forward LSTM's parameters.
     pub fn lstm_weights(&self) -> Result<LstmWeights> {
         Ok(LstmWeights {
             w_ih: self.param(names::W_IH)?,
             w_hh: self.param(names::W_HH)?,
             b_ih: self.param(names::B_IH)?,
             b_hh: self.param(names::B_HH)?,
+        })
+    }
+
+    /// The backward LSTM's parameters, when bidirectional.
+    pub fn reverse_lstm_weights(&self) -> Result<Option<LstmWeights>> {
+        if !self.config.bidirectional {
+            return Ok(None);
+        }
+        Ok(Some(LstmWeights {
+            w_ih: self.param(names::W_IH_REV)?,
+            w_hh: self.param(names::W_HH_REV)?,
+            b_ih: self.param(names::B_IH_REV)?,
+            b_hh: self.param(names::B_HH_REV)?,
+        }))
+    }
+
+    /// Both directions' weights packed for the fused op (inference caches this).
+    pub fn pack(&self) -> Result<PackedWeights> {
+        Ok(PackedWeights {
+            forward: self.lstm_weights()?.pack()?,
+            reverse: self.reverse_lstm_weights()?.map(|w| w.pack()).transpose()?,
         })
     }
 
@@ -267,7 +292,7 @@ impl SentimentModel {
         &self,
         batch: &Batch,
         dropout_rng: Option<&mut StdRng>,
-        packed: Option<&Tensor>,
+        packed: Option<&PackedWeights>,
     ) -> Result<Tensor> {
         let cfg = &self.config;
         let (b, t) = batch.tokens.dims2()?;
@@ -276,33 +301,54 @@ impl SentimentModel {
             .index_select(&batch.tokens.flatten_all()?, 0)?
             .reshape((b, t, cfg.embed_dim))?;
         let train = dropout_rng.is_some();
+        let mut dropout_rng = dropout_rng;
+        let x = match dropout_rng.as_deref_mut() {
+            Some(rng) if cfg.embed_dropout > 0.0 => {
+                let mask = dropout_mask(rng, b * cfg.embed_dim, cfg.embed_dropout);
+                x.broadcast_mul(&Tensor::from_vec(
+                    mask,
+                    (b, 1, cfg.embed_dim),
+                    &Device::Cpu,
+                )?)?
+            }
+            _ => x,
+        };
         let packed = match packed {
             Some(p) => p.clone(),
-            None => self.lstm_weights()?.pack()?,
+            None => self.pack()?,
         };
-        let hs = fused_lstm(
+        let (e, h) = (cfg.embed_dim, cfg.hidden_dim);
+        let mut hs = fused_lstm(
             &x,
-            &packed,
+            &packed.forward,
             &batch.lengths,
-            cfg.embed_dim,
-            cfg.hidden_dim,
+            e,
+            h,
             train,
             self.threads,
         )?;
-        let pooled = pool(&hs, batch, cfg.pooling)?;
+        if let Some(reverse) = &packed.reverse {
+            // Reverse each text within its length (padding stays in place), run
+            // the second LSTM, and put its states back in reading order; the
+            // permutation is its own inverse.
+            let idx =
+                Tensor::from_vec(reversal_index(&batch.host_lengths, t), b * t, &Device::Cpu)?;
+            let x_rev = x
+                .reshape((b * t, e))?
+                .index_select(&idx, 0)?
+                .reshape((b, t, e))?;
+            let hs_rev = fused_lstm(&x_rev, reverse, &batch.lengths, e, h, train, self.threads)?;
+            let hs_rev = hs_rev
+                .reshape((b * t, h))?
+                .index_select(&idx, 0)?
+                .reshape((b, t, h))?;
+            hs = Tensor::cat(&[hs, hs_rev], 2)?;
+        }
+        let pooled = pool(&hs, batch, cfg.pooling, cfg.bidirectional)?;
         let pooled = match dropout_rng {
             Some(rng) if cfg.dropout > 0.0 => {
-                let keep = 1.0 - cfg.dropout;
-                let mask: Vec<f32> = (0..b * cfg.hidden_dim)
-                    .map(|_| {
-                        if rng.random::<f32>() < keep {
-                            1.0 / keep
-                        } else {
-                            0.0
-                        }
-                    })
-                    .collect();
-                (pooled * Tensor::from_vec(mask, (b, cfg.hidden_dim), &Device::Cpu)?)?
+                let mask = dropout_mask(rng, b * cfg.feature_dim(), cfg.dropout);
+                (pooled * Tensor::from_vec(mask, (b, cfg.feature_dim()), &Device::Cpu)?)?
             }
             _ => pooled,
         };
@@ -312,15 +358,59 @@ impl SentimentModel {
     }
 }
 
-fn pool(hs: &Tensor, batch: &Batch, pooling: Pooling) -> Result<Tensor> {
+/// Row-major indices into `[B * T]` that reverse each row's first `len` steps.
+fn reversal_index(lengths: &[usize], steps: usize) -> Vec<u32> {
+    let mut idx = Vec::with_capacity(lengths.len() * steps);
+    for (row, &len) in lengths.iter().enumerate() {
+        let base = (row * steps) as u32;
+        idx.extend((0..steps).map(|t| {
+            base + if t < len {
+                (len - 1 - t) as u32
+            } else {
+                t as u32
+            }
+        }));
+    }
+    idx
+}
+
+/// LSTM weights packed for the fused op, per direction.
+#[derive(Debug, Clone)]
+pub struct PackedWeights {
+    /// The forward direction.
+    pub forward: Tensor,
+    /// The backward direction, when bidirectional.
+    pub reverse: Option<Tensor>,
+}
+
+/// Inverted-dropout mask from our seeded generator (candle's CPU generator
+/// cannot be seeded, and training must be reproducible).
+fn dropout_mask(rng: &mut StdRng, n: usize, rate: f32) -> Vec<f32> {
+    let keep = 1.0 - rate;
+    (0..n)
+        .map(|_| {
+            if rng.random::<f32>() < keep {
+                1.0 / keep
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
+fn pool(hs: &Tensor, batch: &Batch, pooling: Pooling, bidirectional: bool) -> Result<Tensor> {
     let (b, t, h) = hs.dims3()?;
     let device = hs.device();
     match pooling {
         Pooling::Last => {
+            // Forward channels: the state at the last real token. Backward
+            // channels (bidirectional): the state at t = 0, the one that has read
+            // the whole text, as PyTorch's h_n holds it.
+            let forward = if bidirectional { h / 2 } else { h };
             let idx: Vec<u32> = batch
                 .host_lengths
                 .iter()
-                .flat_map(|&n| std::iter::repeat_n((n - 1) as u32, h))
+                .flat_map(|&n| (0..h).map(move |c| if c < forward { (n - 1) as u32 } else { 0 }))
                 .collect();
             let idx = Tensor::from_vec(idx, (b, 1, h), device)?;
             hs.gather(&idx, 1)?.squeeze(1)

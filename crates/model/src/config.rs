@@ -3,6 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use bloginfer_text::Granularity;
 use serde::{Deserialize, Serialize};
 
 /// How the LSTM's per-step hidden states become one vector per text.
@@ -54,10 +55,19 @@ pub struct ModelConfig {
     pub num_classes: usize,
     /// Pooling over time.
     pub pooling: Pooling,
+    /// A second LSTM reads each text backwards; their states are concatenated.
+    #[serde(default)]
+    pub bidirectional: bool,
     /// Dropout before the output layer, during training only.
     pub dropout: f32,
+    /// Spatial dropout on the embeddings (whole channels of a text), training only.
+    #[serde(default)]
+    pub embed_dropout: f32,
     /// Tokens kept per text; longer texts are truncated.
     pub max_len: usize,
+    /// What a token is (words, characters or both).
+    #[serde(default)]
+    pub granularity: Granularity,
 }
 
 impl Default for ModelConfig {
@@ -68,13 +78,54 @@ impl Default for ModelConfig {
             hidden_dim: 128,
             num_classes: 2,
             pooling: Pooling::Max,
+            bidirectional: false,
             dropout: 0.5,
+            embed_dropout: 0.0,
             max_len: 256,
+            granularity: Granularity::Word,
         }
     }
 }
 
 impl ModelConfig {
+    /// Width of the pooled features: H, or 2H when bidirectional.
+    pub fn feature_dim(&self) -> usize {
+        if self.bidirectional {
+            2 * self.hidden_dim
+        } else {
+            self.hidden_dim
+        }
+    }
+
+    /// Parameter names and shapes this config implies, in a fixed order.
+    pub fn parameter_shapes(&self) -> Vec<(&'static str, Vec<usize>)> {
+        use crate::classifier::names;
+        let (v, e, h, c) = (
+            self.vocab_size,
+            self.embed_dim,
+            self.hidden_dim,
+            self.num_classes,
+        );
+        let mut out = vec![
+            (names::EMBEDDING, vec![v, e]),
+            (names::W_IH, vec![4 * h, e]),
+            (names::W_HH, vec![4 * h, h]),
+            (names::B_IH, vec![4 * h]),
+            (names::B_HH, vec![4 * h]),
+        ];
+        if self.bidirectional {
+            out.extend([
+                (names::W_IH_REV, vec![4 * h, e]),
+                (names::W_HH_REV, vec![4 * h, h]),
+                (names::B_IH_REV, vec![4 * h]),
+                (names::B_HH_REV, vec![4 * h]),
+            ]);
+        }
+        out.push((names::FC_W, vec![c, self.feature_dim()]));
+        out.push((names::FC_B, vec![c]));
+        out
+    }
+
     /// Checks sizes a checkpoint or a user could get wrong.
     pub fn validate(&self) -> Result<(), String> {
         if self.vocab_size < 2 || self.embed_dim == 0 || self.hidden_dim == 0 || self.max_len == 0 {
@@ -86,8 +137,11 @@ impl ModelConfig {
         if self.num_classes < 2 {
             return Err("num_classes must be at least 2".into());
         }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return Err(format!("dropout must be in [0, 1), got {}", self.dropout));
+        if !(0.0..1.0).contains(&self.dropout) || !(0.0..1.0).contains(&self.embed_dropout) {
+            return Err(format!(
+                "dropouts must be in [0, 1), got {} and {}",
+                self.dropout, self.embed_dropout
+            ));
         }
         Ok(())
     }
@@ -110,6 +164,13 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Minimum token count to enter the vocabulary.
     pub min_count: u64,
+    /// Standard deviation of the initial embeddings (PyTorch uses 1).
+    #[serde(default = "default_embed_init_std")]
+    pub embed_init_std: f32,
+}
+
+fn default_embed_init_std() -> f32 {
+    TrainConfig::default().embed_init_std
 }
 
 impl Default for TrainConfig {
@@ -122,6 +183,7 @@ impl Default for TrainConfig {
             patience: 2,
             seed: 42,
             min_count: 2,
+            embed_init_std: 1.0,
         }
     }
 }

@@ -6,7 +6,11 @@
 //! - [`optim`]: fused in-place Adam with gradient clipping;
 //! - [`train`]: length-bucketed batches, epochs, early stopping, evaluation;
 //! - [`metrics`]: accuracy, per-class precision / recall / F1, confusion matrix;
+//! - [`checkpoint`]: one self-describing, hash-checked safetensors file;
+//! - [`registry`]: immutable versions, an atomic `current` pointer, retention;
+//! - [`predict`]: text in, label and probabilities out.
 
+pub mod checkpoint;
 pub mod classifier;
 pub mod config;
 pub mod data;
@@ -14,11 +18,16 @@ mod error;
 pub mod lstm;
 pub mod metrics;
 pub mod optim;
+pub mod predict;
+pub mod registry;
 pub mod runtime;
 mod tensor_data;
 pub mod train;
 
+pub use checkpoint::{Checkpoint, TrainingMetadata};
 pub use classifier::{Batch, SentimentModel};
 pub use config::{ModelConfig, Pooling, TrainConfig};
 pub use error::{ModelError, Result};
 pub use metrics::Metrics;
+pub use predict::{Prediction, Predictor};
+pub use registry::Registry;

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use bloginfer_text::{Encoder, Tokenizer, Vocab, VocabBuilder};
+use bloginfer_text::{Encoder, Granularity, Tokenizer, Vocab, VocabBuilder};
 use candle_core::{Device, Tensor, D};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -27,12 +27,17 @@ pub struct Encoded {
 }
 
 /// Builds the vocabulary from training texts.
-pub fn build_vocab(examples: &[Example], min_count: u64, max_size: usize) -> Vocab {
+pub fn build_vocab(
+    examples: &[Example],
+    granularity: Granularity,
+    min_count: u64,
+    max_size: usize,
+) -> Vocab {
     let tokenizer = Tokenizer::shared();
     let mut builder = VocabBuilder::new();
     for e in examples {
         let normalized = bloginfer_text::normalize(&e.text);
-        tokenizer.for_each_word(&normalized, |w| builder.add(w));
+        tokenizer.for_each_token(&normalized, granularity, |w| builder.add(w));
     }
     builder.build(min_count, max_size)
 }
@@ -185,7 +190,7 @@ pub fn predict_probs(
 ) -> Result<Vec<Vec<f32>>> {
     let mut order: Vec<usize> = (0..seqs.len()).collect();
     order.sort_by_key(|&i| seqs[i].len());
-    let packed = model.lstm_weights()?.pack()?;
+    let packed = model.pack()?;
     let mut out = vec![Vec::new(); seqs.len()];
     for chunk in order.chunks(batch_size.max(1)) {
         let chunk_seqs: Vec<&[u32]> = chunk.iter().map(|&i| seqs[i]).collect();
@@ -257,15 +262,22 @@ pub fn fit(
             "training and validation data must not be empty".into(),
         ));
     }
-    let vocab = build_vocab(train, config.min_count, model_config.vocab_size);
+    let vocab = build_vocab(
+        train,
+        model_config.granularity,
+        config.min_count,
+        model_config.vocab_size,
+    );
     model_config.vocab_size = vocab.len();
     model_config.validate().map_err(ModelError::Config)?;
-    let encoder = Encoder::new(vocab.clone(), model_config.max_len);
+    let encoder = Encoder::new(vocab.clone(), model_config.max_len)
+        .with_granularity(model_config.granularity);
     let train_data = encode_all(&encoder, train);
     let val_data = encode_all(&encoder, val);
 
     let mut rng = StdRng::seed_from_u64(config.seed);
-    let model = SentimentModel::new(model_config, &mut rng)?.with_threads(threads);
+    let model = SentimentModel::with_embedding_std(model_config, config.embed_init_std, &mut rng)?
+        .with_threads(threads);
     let mut trainer = Trainer::new(model, config)?;
     let mut history = Vec::new();
     let mut best: Option<(

@@ -1,6 +1,6 @@
 //! Text to token ids.
 
-use crate::{normalize, Tokenizer, Vocab};
+use crate::{normalize, Granularity, Tokenizer, Vocab};
 
 /// Turns text into at most `max_len` token ids with a fixed tokenizer and vocabulary.
 #[derive(Debug, Clone)]
@@ -8,6 +8,7 @@ pub struct Encoder {
     tokenizer: Tokenizer,
     vocab: Vocab,
     max_len: usize,
+    granularity: Granularity,
 }
 
 impl Encoder {
@@ -17,7 +18,14 @@ impl Encoder {
             tokenizer: Tokenizer::shared(),
             vocab,
             max_len: max_len.max(1),
+            granularity: Granularity::Word,
         }
+    }
+
+    /// The same encoder producing tokens at `granularity`.
+    pub fn with_granularity(mut self, granularity: Granularity) -> Self {
+        self.granularity = granularity;
+        self
     }
 
     /// The vocabulary ids map into.
@@ -48,11 +56,12 @@ impl Encoder {
         } else {
             normalized.as_str()
         };
-        self.tokenizer.for_each_word(slice, |word| {
-            if ids.len() < self.max_len {
-                ids.push(self.vocab.id(word));
-            }
-        });
+        self.tokenizer
+            .for_each_token(slice, self.granularity, |word| {
+                if ids.len() < self.max_len {
+                    ids.push(self.vocab.id(word));
+                }
+            });
         ids
     }
 }

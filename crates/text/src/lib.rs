@@ -13,5 +13,5 @@ mod vocab;
 
 pub use encode::Encoder;
 pub use normalize::normalize;
-pub use tokenizer::Tokenizer;
+pub use tokenizer::{Granularity, Tokenizer};
 pub use vocab::{Vocab, VocabBuilder, VocabError, PAD_ID, PAD_TOKEN, UNK_ID, UNK_TOKEN};

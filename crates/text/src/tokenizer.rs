@@ -3,8 +3,51 @@
 use std::sync::{Arc, OnceLock};
 
 use jieba_rs::Jieba;
+use serde::{Deserialize, Serialize};
 
 use crate::normalize;
+
+/// What the model's tokens are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Granularity {
+    /// jieba words.
+    #[default]
+    Word,
+    /// Single Chinese characters (other words stay whole).
+    Char,
+    /// Each jieba word followed by its characters when it has several: rare
+    /// words still share evidence through their characters.
+    Mixed,
+}
+
+impl std::fmt::Display for Granularity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Granularity::Word => "word",
+            Granularity::Char => "char",
+            Granularity::Mixed => "mixed",
+        })
+    }
+}
+
+impl std::str::FromStr for Granularity {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "word" => Ok(Self::Word),
+            "char" => Ok(Self::Char),
+            "mixed" => Ok(Self::Mixed),
+            other => Err(format!(
+                "unknown granularity {other:?} (expected word, char or mixed)"
+            )),
+        }
+    }
+}
+
+fn is_cjk(c: char) -> bool {
+    matches!(c, '\u{4E00}'..='\u{9FFF}' | '\u{3400}'..='\u{4DBF}' | '\u{F900}'..='\u{FAFF}')
+}
 
 /// Word segmenter: [`normalize`] followed by jieba (with its HMM for unknown words).
 ///
@@ -43,6 +86,31 @@ impl Tokenizer {
         words
     }
 
+    /// Calls `f` with each token of already-normalised text at `granularity`.
+    pub fn for_each_token(
+        &self,
+        normalized: &str,
+        granularity: Granularity,
+        mut f: impl FnMut(&str),
+    ) {
+        self.for_each_word(normalized, |word| {
+            let cjk_word = word.chars().any(is_cjk);
+            let several = word.chars().nth(1).is_some();
+            match granularity {
+                Granularity::Word => f(word),
+                Granularity::Char | Granularity::Mixed if cjk_word && several => {
+                    if granularity == Granularity::Mixed {
+                        f(word);
+                    }
+                    for (i, c) in word.char_indices() {
+                        f(&word[i..i + c.len_utf8()]);
+                    }
+                }
+                _ => f(word),
+            }
+        });
+    }
+
     /// Calls `f` with each word of already-normalised text, without allocating per word.
     pub fn for_each_word(&self, normalized: &str, mut f: impl FnMut(&str)) {
         for token in self.jieba.cut(normalized, true) {
@@ -55,7 +123,7 @@ impl Tokenizer {
 
 #[cfg(test)]
 mod tests {
-    use super::Tokenizer;
+    use super::{Granularity, Tokenizer};
 
     #[test]
     fn segments_chinese_into_words() {
@@ -63,6 +131,20 @@ mod tests {
         assert!(words.contains(&"酒店".to_string()), "{words:?}");
         assert!(words.contains(&"非常".to_string()), "{words:?}");
         assert_eq!(words.concat(), "这个酒店的服务非常好");
+    }
+
+    #[test]
+    fn granularities_split_chinese_words() {
+        let t = Tokenizer::shared();
+        let collect = |g| {
+            let mut out = Vec::new();
+            t.for_each_token("酒店 ok", g, |w| out.push(w.to_string()));
+            out
+        };
+        assert_eq!(collect(Granularity::Word), ["酒店", "ok"]);
+        assert_eq!(collect(Granularity::Char), ["酒", "店", "ok"]);
+        assert_eq!(collect(Granularity::Mixed), ["酒店", "酒", "店", "ok"]);
+        assert_eq!("mixed".parse::<Granularity>(), Ok(Granularity::Mixed));
     }
 
     #[test]
@@ -99,6 +181,6 @@ mod tests {
         let text = "物流很快，包装完好。".repeat(5_000);
         let words = Tokenizer::shared().tokenize(&text);
         assert!(words.len() >= 5_000 * 4);
-        assert_eq!(words.concat(), text.replace('，', ",").replace('。', "。"));
+        assert_eq!(words.concat(), text.replace('，', ","));
     }
 }

@@ -1,0 +1,163 @@
+//! `bloginfer train`: centralised training on the bundled corpus or a TSV file.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::{Context, Result};
+use bloginfer_model::checkpoint::{Checkpoint, TrainingMetadata};
+use bloginfer_model::config::{ModelConfig, Pooling, TrainConfig};
+use bloginfer_model::data;
+use bloginfer_model::registry::Registry;
+use bloginfer_model::train::fit;
+use bloginfer_text::Granularity;
+use clap::Args;
+
+use crate::progress::EpochBars;
+
+/// Flags of `bloginfer train`.
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Training data (`label<TAB>text` TSV); the bundled corpus by default. The
+    /// fixed validation split is carved out of it either way.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Maximum epochs (early stopping may end sooner).
+    #[arg(long, default_value_t = TrainConfig::default().epochs)]
+    epochs: usize,
+    /// Seed for initialisation, shuffling and dropout.
+    #[arg(long, default_value_t = TrainConfig::default().seed)]
+    seed: u64,
+    /// Examples per batch.
+    #[arg(long, default_value_t = TrainConfig::default().batch_size)]
+    batch_size: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = TrainConfig::default().learning_rate)]
+    lr: f64,
+    /// Epochs without improvement before stopping (0: never stop early).
+    #[arg(long, default_value_t = TrainConfig::default().patience)]
+    patience: usize,
+    /// Minimum token count for the vocabulary.
+    #[arg(long, default_value_t = TrainConfig::default().min_count)]
+    min_count: u64,
+    /// Maximum vocabulary size.
+    #[arg(long, default_value_t = ModelConfig::default().vocab_size)]
+    vocab_size: usize,
+    /// Embedding width.
+    #[arg(long, default_value_t = ModelConfig::default().embed_dim)]
+    embed_dim: usize,
+    /// LSTM hidden size.
+    #[arg(long, default_value_t = ModelConfig::default().hidden_dim)]
+    hidden_dim: usize,
+    /// Pooling over time: last, mean or max.
+    #[arg(long, default_value_t = ModelConfig::default().pooling)]
+    pooling: Pooling,
+    /// Add a second LSTM reading backwards.
+    #[arg(long)]
+    bidirectional: bool,
+    /// Dropout before the output layer.
+    #[arg(long, default_value_t = ModelConfig::default().dropout)]
+    dropout: f32,
+    /// Spatial dropout on the embeddings.
+    #[arg(long, default_value_t = ModelConfig::default().embed_dropout)]
+    embed_dropout: f32,
+    /// Token granularity: word, char or mixed.
+    #[arg(long, default_value_t = ModelConfig::default().granularity)]
+    granularity: Granularity,
+    /// Standard deviation of the initial embeddings.
+    #[arg(long, default_value_t = TrainConfig::default().embed_init_std)]
+    embed_init_std: f32,
+    /// Tokens kept per text.
+    #[arg(long, default_value_t = ModelConfig::default().max_len)]
+    max_len: usize,
+    /// Store the model without making it current.
+    #[arg(long)]
+    no_promote: bool,
+}
+
+/// Runs `bloginfer train`.
+pub fn run(models_dir: &Path, threads: usize, args: TrainArgs) -> Result<()> {
+    let started = SystemTime::now();
+    let examples = match &args.data {
+        Some(path) => {
+            data::read_tsv(path).with_context(|| format!("reading {}", path.display()))?
+        }
+        None => data::bundled_corpus(),
+    };
+    let (train, val) = data::split(examples, data::VALIDATION_FRACTION, data::VALIDATION_SEED);
+    anyhow::ensure!(
+        !train.is_empty() && !val.is_empty(),
+        "too little data for a training and a validation split"
+    );
+    let model_config = ModelConfig {
+        vocab_size: args.vocab_size,
+        embed_dim: args.embed_dim,
+        hidden_dim: args.hidden_dim,
+        num_classes: 2,
+        pooling: args.pooling,
+        bidirectional: args.bidirectional,
+        dropout: args.dropout,
+        embed_dropout: args.embed_dropout,
+        max_len: args.max_len,
+        granularity: args.granularity,
+    };
+    model_config.validate().map_err(anyhow::Error::msg)?;
+    let train_config = TrainConfig {
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        learning_rate: args.lr,
+        clip_norm: TrainConfig::default().clip_norm,
+        patience: args.patience,
+        seed: args.seed,
+        min_count: args.min_count,
+        embed_init_std: args.embed_init_std,
+    };
+    eprintln!(
+        "training on {} examples, validating on {} ({} thread{})",
+        train.len(),
+        val.len(),
+        threads,
+        if threads == 1 { "" } else { "s" }
+    );
+    let registry = Registry::open(models_dir)?;
+    let mut bars = EpochBars::new(train_config.epochs);
+    let fitted = fit(
+        &train,
+        &val,
+        model_config,
+        &train_config,
+        threads,
+        &mut bars,
+    )?;
+    let metadata = TrainingMetadata {
+        method: "central".into(),
+        run_id: None,
+        data_fingerprint: data::fingerprint(&train),
+        train_samples: train.len(),
+        val_samples: val.len(),
+        epochs: fitted.history.len(),
+        best_epoch: fitted.best_epoch,
+        seed: train_config.seed,
+        metrics: Some(fitted.metrics.clone()),
+        history: fitted.history.clone(),
+        settings: serde_json::to_value(&train_config)?,
+        started_at: humantime::format_rfc3339_millis(started).to_string(),
+        finished_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+    };
+    let checkpoint = Checkpoint::from_model(&fitted.model, fitted.vocab, metadata)?;
+    let version = registry.publish(&checkpoint)?;
+    if !args.no_promote {
+        registry.set_current(&version)?;
+    }
+    eprintln!(
+        "\nbest epoch {} on the validation split:\n",
+        fitted.best_epoch
+    );
+    eprint!("{}", super::metrics_table(&fitted.metrics));
+    eprintln!(
+        "\nstored version {version}{} in {}",
+        if args.no_promote { "" } else { " (current)" },
+        models_dir.display()
+    );
+    println!("{version}");
+    Ok(())
+}

@@ -1,0 +1,76 @@
+//! Serving-side model: text in, label and probabilities out.
+
+use bloginfer_text::Encoder;
+use candle_core::{Device, D};
+use serde::Serialize;
+
+use crate::checkpoint::Checkpoint;
+use crate::classifier::{Batch, PackedWeights, SentimentModel};
+use crate::data::LABELS;
+use crate::error::Result;
+use crate::train::argmax;
+
+/// One prediction.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Prediction {
+    /// `negative` or `positive`.
+    pub label: &'static str,
+    /// Probability of `positive`.
+    pub score: f32,
+    /// Probability of each class, in label order.
+    pub probabilities: [f32; 2],
+}
+
+/// A loaded model ready to predict, with its LSTM weights packed once.
+pub struct Predictor {
+    model: SentimentModel,
+    encoder: Encoder,
+    packed: PackedWeights,
+}
+
+impl Predictor {
+    /// Builds a predictor from a checkpoint.
+    pub fn new(checkpoint: &Checkpoint) -> Result<Self> {
+        let model = checkpoint.model()?;
+        let packed = model.pack()?;
+        let encoder = Encoder::new(checkpoint.vocab.clone(), checkpoint.config.max_len)
+            .with_granularity(checkpoint.config.granularity);
+        Ok(Self {
+            model,
+            encoder,
+            packed,
+        })
+    }
+
+    /// The encoder (tokenizer, vocabulary, truncation).
+    pub fn encoder(&self) -> &Encoder {
+        &self.encoder
+    }
+
+    /// Predicts every text in one batch; results are in input order.
+    pub fn predict(&self, texts: &[&str]) -> Result<Vec<Prediction>> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let encoded: Vec<Vec<u32>> = texts.iter().map(|t| self.encoder.encode(t)).collect();
+        let seqs: Vec<&[u32]> = encoded.iter().map(Vec::as_slice).collect();
+        self.predict_encoded(&seqs)
+    }
+
+    /// Predicts already-encoded texts in one batch.
+    pub fn predict_encoded(&self, seqs: &[&[u32]]) -> Result<Vec<Prediction>> {
+        let batch = Batch::new(seqs, None, &Device::Cpu)?;
+        let logits = self.model.forward(&batch, None, Some(&self.packed))?;
+        let probs = candle_nn::ops::softmax(&logits, D::Minus1)?.to_vec2::<f32>()?;
+        let mut out = vec![None; seqs.len()];
+        for (row, p) in probs.into_iter().enumerate() {
+            let label = LABELS[argmax(&p) as usize];
+            out[batch.order[row]] = Some(Prediction {
+                label,
+                score: p[1],
+                probabilities: [p[0], p[1]],
+            });
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
+}
