@@ -74,7 +74,9 @@ fn main() {
     runtime::tune_allocator();
     let mut rng = StdRng::seed_from_u64(1);
     let mut step_results = serde_json::Map::new();
-    for steps in [128usize, 64, 32] {
+    // BENCH_ONLY=infer skips the training steps (for profiling inference).
+    let only_infer = std::env::var("BENCH_ONLY").is_ok_and(|v| v == "infer");
+    for steps in [128usize, 64, 32].into_iter().filter(|_| !only_infer) {
         let data = synthetic(&mut rng, 64, steps);
         let refs: Vec<&Encoded> = data.iter().collect();
         let mut trainer = Trainer::new(model(7), &TrainConfig::default()).expect("trainer");

@@ -80,7 +80,7 @@ impl Default for ModelConfig {
             pooling: Pooling::Max,
             bidirectional: false,
             dropout: 0.5,
-            embed_dropout: 0.0,
+            embed_dropout: 0.3,
             max_len: 256,
             granularity: Granularity::Word,
         }
