@@ -23,6 +23,9 @@ pub struct PredictArgs {
 
 /// Runs `bloginfer predict`.
 pub fn run(models_dir: &Path, args: PredictArgs) -> Result<()> {
+    if let Some(i) = args.texts.iter().position(|t| t.trim().is_empty()) {
+        anyhow::bail!("text {} is empty: there is nothing to classify", i + 1);
+    }
     let registry = Registry::open(models_dir)?;
     let (version, checkpoint) = registry.load_version_or_current(args.version.as_deref())?;
     let predictor = Predictor::new(&checkpoint)?;
