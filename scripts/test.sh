@@ -11,4 +11,11 @@ fi
 # One profile for tests and binaries (release: the numeric code is too slow
 # unoptimised), so a cold build compiles the dependency tree once.
 cargo fmt --all -- --check
-cargo test --workspace --release --locked
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace --release --locked --lib --bins --tests 2>&1 | tee "$log" || status=$?
+# One closing line over all test binaries (cargo prints one per binary).
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' \
+    "$log" | sed 's/;//g'
+exit "$status"
