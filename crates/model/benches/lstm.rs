@@ -135,7 +135,7 @@ fn main() {
     });
     println!("{}", serde_json::to_string_pretty(&result).expect("json"));
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/results");
-    if dir.is_dir() {
+    if dir.is_dir() && !only_infer {
         let _ = std::fs::write(
             dir.join("rust_step.json"),
             serde_json::to_string_pretty(&result).expect("json"),

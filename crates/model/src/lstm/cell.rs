@@ -58,31 +58,21 @@ fn quarters(row: &[f32], h: usize) -> [&[f32]; 4] {
 // The row kernels work on 16-lane local arrays: loads and stores go through
 // plain copies, so the arithmetic in between has no aliasing questions and
 // LLVM turns each lane loop into straight SIMD code (loops over the nine
-// buffers directly stayed scalar behind its runtime alias checks).
+// buffers directly stayed scalar behind its runtime alias checks). Rows whose
+// length is not a multiple of 16 finish in a scalar tail loop: folding the
+// tail into the lane loop (partial copies) measured 50% slower at batch 64.
 const LANES: usize = 16;
 
-/// Copies up to 16 values (fewer at the end of a row) into a zero-padded lane array.
 #[inline(always)]
 fn load(src: &[f32]) -> [f32; LANES] {
     let mut out = [0.0; LANES];
-    // The constant-size copy of full chunks is what compiles to one vector load.
-    if src.len() >= LANES {
-        out.copy_from_slice(&src[..LANES]);
-    } else {
-        out[..src.len()].copy_from_slice(src);
-    }
+    out.copy_from_slice(&src[..LANES]);
     out
 }
 
-/// Writes back as many lanes as `dst` holds (at most 16).
 #[inline(always)]
 fn store(dst: &mut [f32], v: &[f32; LANES]) {
-    if dst.len() >= LANES {
-        dst[..LANES].copy_from_slice(v);
-    } else {
-        let n = dst.len();
-        dst.copy_from_slice(&v[..n]);
-    }
+    dst[..LANES].copy_from_slice(v);
 }
 
 #[inline(always)]
@@ -97,9 +87,10 @@ fn forward_row(
     let [gi, gf, gg, go] = gates;
     let [b_i, b_f, b_g, b_o] = bias;
     let h = out.len();
+    let full = h - h % LANES;
     let mut j = 0;
-    while j < h {
-        let r = j..(j + LANES).min(h);
+    while j < full {
+        let r = j..j + LANES;
         let (mut i, mut f, mut g, mut o) = (
             load(&gi[r.clone()]),
             load(&gf[r.clone()]),
@@ -132,6 +123,18 @@ fn forward_row(
         store(&mut out[r], &hv);
         j += LANES;
     }
+    for j in full..h {
+        let i = sigmoid(gi[j] + b_i[j]);
+        let f = sigmoid(gf[j] + b_f[j]);
+        let g = tanh(gg[j] + b_g[j]);
+        let o = sigmoid(go[j] + b_o[j]);
+        let c = f * prev[j] + i * g;
+        let tc = tanh(c);
+        (gi[j], gf[j], gg[j], go[j]) = (i, f, g, o);
+        cell[j] = c;
+        tanh_cell[j] = tc;
+        out[j] = o * tc;
+    }
 }
 
 #[inline(always)]
@@ -145,9 +148,10 @@ fn backward_row(
 ) {
     let [gi, gf, gg, go] = gates;
     let h = grad_c.len();
+    let full = h - h % LANES;
     let mut j = 0;
-    while j < h {
-        let r = j..(j + LANES).min(h);
+    while j < full {
+        let r = j..j + LANES;
         let (mut i, mut f, mut g, mut o) = (
             load(&gi[r.clone()]),
             load(&gf[r.clone()]),
@@ -177,6 +181,17 @@ fn backward_row(
         store(&mut go[r.clone()], &o);
         store(&mut grad_c[r], &dc);
         j += LANES;
+    }
+    for j in full..h {
+        let (i, f, g, o) = (gi[j], gf[j], gg[j], go[j]);
+        let tc = tanh_cell[j];
+        let dh = grad_out[j] + grad_h[j];
+        let dc = grad_c[j] + dh * o * (1.0 - tc * tc);
+        gi[j] = dc * g * i * (1.0 - i);
+        gf[j] = dc * prev[j] * f * (1.0 - f);
+        gg[j] = dc * i * (1.0 - g * g);
+        go[j] = dh * tc * o * (1.0 - o);
+        grad_c[j] = dc * f;
     }
 }
 
