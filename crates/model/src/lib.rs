@@ -2,6 +2,7 @@
 //!
 //! - [`config`]: architecture and training settings, saved with the weights;
 //! - [`data`]: labelled TSV, the bundled corpus, the fixed validation split;
+//! - [`batch`]: encoded texts padded into length-sorted batches;
 //! - [`classifier`]: embedding -> [`lstm`] -> pooling -> dropout -> linear;
 //! - [`optim`]: fused in-place Adam with gradient clipping;
 //! - [`train`]: length-bucketed batches, epochs, early stopping, evaluation;
@@ -10,6 +11,7 @@
 //! - [`registry`]: immutable versions, an atomic `current` pointer, retention;
 //! - [`predict`]: text in, label and probabilities out.
 
+pub mod batch;
 pub mod checkpoint;
 pub mod classifier;
 pub mod config;
