@@ -330,3 +330,37 @@ pub fn fit(
         metrics,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucketed_batches_cover_every_example_once_with_little_padding() {
+        let lengths: Vec<usize> = (0..1000).map(|i| (i * 37) % 200 + 1).collect();
+        let batches = bucketed_batches(&lengths, 64, &mut StdRng::seed_from_u64(1));
+        let mut seen: Vec<usize> = batches.iter().flatten().copied().collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..1000).collect::<Vec<_>>());
+        assert!(batches.iter().all(|b| !b.is_empty() && b.len() <= 64));
+        let padded: usize = batches
+            .iter()
+            .map(|b| b.len() * b.iter().map(|&i| lengths[i]).max().unwrap_or(0))
+            .sum();
+        let real: usize = lengths.iter().sum();
+        // Random batches of 64 would pad nearly every text to ~200 tokens (about 2x).
+        assert!(
+            padded * 10 < real * 11,
+            "padded {padded} tokens for {real} real ones"
+        );
+    }
+
+    #[test]
+    fn batches_differ_between_epochs() {
+        let lengths = vec![5usize; 256];
+        let mut rng = StdRng::seed_from_u64(2);
+        let first = bucketed_batches(&lengths, 32, &mut rng);
+        let second = bucketed_batches(&lengths, 32, &mut rng);
+        assert_ne!(first, second);
+    }
+}
