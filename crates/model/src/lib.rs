@@ -11,6 +11,8 @@
 //! - [`registry`]: immutable versions, an atomic `current` pointer, retention;
 //! - [`predict`]: text in, label and probabilities out.
 
+#![warn(missing_docs)]
+
 pub mod batch;
 pub mod checkpoint;
 pub mod classifier;

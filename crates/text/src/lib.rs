@@ -6,6 +6,8 @@
 //! truncation to a maximum length. Every step is deterministic: the same text
 //! always gives the same ids, which checkpoints and federated workers rely on.
 
+#![warn(missing_docs)]
+
 mod encode;
 mod normalize;
 mod tokenizer;
