@@ -3,6 +3,7 @@
 mod commands;
 mod progress;
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -45,6 +46,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "warn,bloginfer=info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     bloginfer_model::runtime::configure_threads(cli.threads);
     bloginfer_model::runtime::tune_allocator();

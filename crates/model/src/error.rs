@@ -4,7 +4,7 @@
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     /// A tensor operation failed.
-    #[error("tensor error: {0}")]
+    #[error(transparent)]
     Tensor(#[from] candle_core::Error),
     /// Labelled data could not be read.
     #[error(transparent)]
@@ -24,7 +24,7 @@ pub enum ModelError {
     #[error("model registry: {0}")]
     Registry(String),
     /// A file-system operation failed.
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         /// What was being done.
         context: String,

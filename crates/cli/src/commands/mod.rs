@@ -7,14 +7,14 @@ pub mod train;
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use bloginfer_model::data::{self, Example};
 use bloginfer_model::metrics::Metrics;
 
 /// Labelled data from `path`, or the bundled corpus's fixed validation split.
 pub fn eval_data(path: Option<&Path>) -> Result<Vec<Example>> {
     match path {
-        Some(p) => data::read_tsv(p).with_context(|| format!("reading {}", p.display())),
+        Some(p) => Ok(data::read_tsv(p)?),
         None => Ok(data::split(
             data::bundled_corpus(),
             data::VALIDATION_FRACTION,

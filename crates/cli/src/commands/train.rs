@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use bloginfer_model::checkpoint::{Checkpoint, TrainingMetadata};
 use bloginfer_model::config::{ModelConfig, Pooling, TrainConfig};
 use bloginfer_model::data;
@@ -78,9 +78,7 @@ pub struct TrainArgs {
 pub fn run(models_dir: &Path, threads: usize, args: TrainArgs) -> Result<()> {
     let started = SystemTime::now();
     let examples = match &args.data {
-        Some(path) => {
-            data::read_tsv(path).with_context(|| format!("reading {}", path.display()))?
-        }
+        Some(path) => data::read_tsv(path)?,
         None => data::bundled_corpus(),
     };
     let (train, val) = data::split(examples, data::VALIDATION_FRACTION, data::VALIDATION_SEED);
