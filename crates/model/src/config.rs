@@ -164,6 +164,9 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Minimum token count to enter the vocabulary.
     pub min_count: u64,
+    /// Share of tokens replaced by `<unk>` in each training batch (word dropout).
+    #[serde(default)]
+    pub token_dropout: f64,
     /// Standard deviation of the initial embeddings (PyTorch uses 1).
     #[serde(default = "default_embed_init_std")]
     pub embed_init_std: f32,
@@ -184,6 +187,7 @@ impl Default for TrainConfig {
             seed: 42,
             min_count: 2,
             embed_init_std: 1.0,
+            token_dropout: 0.0,
         }
     }
 }

@@ -3,11 +3,11 @@
 
 use std::time::Instant;
 
-use bloginfer_text::{Encoder, Granularity, Tokenizer, Vocab, VocabBuilder};
+use bloginfer_text::{Encoder, Granularity, Tokenizer, Vocab, VocabBuilder, UNK_ID};
 use candle_core::{Device, Tensor, D};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::classifier::{Batch, SentimentModel};
@@ -109,6 +109,7 @@ pub struct Trainer {
     optimizer: Adam,
     rng: StdRng,
     batch_size: usize,
+    token_dropout: f64,
 }
 
 impl Trainer {
@@ -123,6 +124,7 @@ impl Trainer {
             rng: StdRng::seed_from_u64(config.seed ^ 0x5EED),
             model,
             batch_size: config.batch_size.max(1),
+            token_dropout: config.token_dropout.clamp(0.0, 0.9),
         })
     }
 
@@ -138,7 +140,23 @@ impl Trainer {
 
     /// One optimisation step on `examples`; returns the batch's mean loss.
     pub fn step(&mut self, examples: &[&Encoded]) -> Result<f32> {
-        let seqs: Vec<&[u32]> = examples.iter().map(|e| e.ids.as_slice()).collect();
+        let dropped: Vec<Vec<u32>>;
+        let seqs: Vec<&[u32]> = if self.token_dropout > 0.0 {
+            let rng = &mut self.rng;
+            let p = self.token_dropout;
+            dropped = examples
+                .iter()
+                .map(|e| {
+                    e.ids
+                        .iter()
+                        .map(|&id| if rng.random_bool(p) { UNK_ID } else { id })
+                        .collect()
+                })
+                .collect();
+            dropped.iter().map(Vec::as_slice).collect()
+        } else {
+            examples.iter().map(|e| e.ids.as_slice()).collect()
+        };
         let labels: Vec<u32> = examples.iter().map(|e| e.label).collect();
         let batch = Batch::new(&seqs, Some(&labels), &Device::Cpu)?;
         let logits = self.model.forward(&batch, Some(&mut self.rng), None)?;

@@ -63,6 +63,9 @@ pub struct TrainArgs {
     /// Token granularity: word, char or mixed.
     #[arg(long, default_value_t = ModelConfig::default().granularity)]
     granularity: Granularity,
+    /// Share of training tokens replaced by <unk> (word dropout).
+    #[arg(long, default_value_t = TrainConfig::default().token_dropout)]
+    token_dropout: f64,
     /// Standard deviation of the initial embeddings.
     #[arg(long, default_value_t = TrainConfig::default().embed_init_std)]
     embed_init_std: f32,
@@ -108,6 +111,7 @@ pub fn run(models_dir: &Path, threads: usize, args: TrainArgs) -> Result<()> {
         seed: args.seed,
         min_count: args.min_count,
         embed_init_std: args.embed_init_std,
+        token_dropout: args.token_dropout,
     };
     eprintln!(
         "training on {} examples, validating on {} ({} thread{})",
