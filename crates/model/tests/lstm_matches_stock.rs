@@ -179,3 +179,20 @@ fn wrong_weight_count_is_an_error_not_a_panic() {
     let packed = weights(&s).pack().unwrap();
     assert!(fused_lstm(s.x.as_tensor(), &packed, &bad_lens, 4, 5, false, 1).is_err());
 }
+
+#[test]
+fn inference_mode_gives_the_training_mode_outputs() {
+    for (b, t, e, h, lengths) in [
+        (5usize, 12usize, 8usize, 16usize, vec![12u32, 10, 7, 7, 1]),
+        (9, 7, 6, 21, vec![7, 7, 6, 5, 5, 4, 3, 2, 1]),
+        (3, 6, 4, 5, vec![2, 6, 4]),
+    ] {
+        let s = setup(b, t, e, h, 11);
+        let lens = Tensor::new(lengths.as_slice(), &Device::Cpu).unwrap();
+        let packed = weights(&s).pack().unwrap();
+        let train = fused_lstm(s.x.as_tensor(), &packed, &lens, e, h, true, 1).unwrap();
+        let infer = fused_lstm(s.x.as_tensor(), &packed, &lens, e, h, false, 1).unwrap();
+        let err = rel_err(&infer, &train);
+        assert!(err <= 1e-6, "B={b} H={h}: inference differs by {err}");
+    }
+}

@@ -38,6 +38,16 @@ pub(crate) struct Backward<'a> {
     pub lengths: &'a [usize],
 }
 
+/// Inference buffers: gates are read only, the cell state is one `[B, H]`
+/// buffer carried from step to step, and nothing is kept for a backward pass.
+pub(crate) struct Infer<'a> {
+    pub gates: &'a [f32],
+    pub bias: &'a [f32],
+    pub state: &'a mut [f32],
+    pub out: &'a mut [f32],
+    pub lengths: &'a [usize],
+}
+
 /// Splits a `[4H]` gate row into its four `[H]` parts (i, f, g, o).
 #[inline(always)]
 fn quarters_mut(row: &mut [f32], h: usize) -> [&mut [f32]; 4] {
@@ -134,6 +144,45 @@ fn forward_row(
         cell[j] = c;
         tanh_cell[j] = tc;
         out[j] = o * tc;
+    }
+}
+
+#[inline(always)]
+fn infer_row(gates: [&[f32]; 4], bias: [&[f32]; 4], state: &mut [f32], out: &mut [f32]) {
+    let [gi, gf, gg, go] = gates;
+    let [b_i, b_f, b_g, b_o] = bias;
+    let h = out.len();
+    let full = h - h % LANES;
+    let mut j = 0;
+    while j < full {
+        let r = j..j + LANES;
+        let (i, f, g, o) = (
+            load(&gi[r.clone()]),
+            load(&gf[r.clone()]),
+            load(&gg[r.clone()]),
+            load(&go[r.clone()]),
+        );
+        let (bi, bf, bg, bo) = (
+            load(&b_i[r.clone()]),
+            load(&b_f[r.clone()]),
+            load(&b_g[r.clone()]),
+            load(&b_o[r.clone()]),
+        );
+        let mut c = load(&state[r.clone()]);
+        let mut hv = [0.0f32; LANES];
+        for k in 0..LANES {
+            let c_new = sigmoid(f[k] + bf[k]) * c[k] + sigmoid(i[k] + bi[k]) * tanh(g[k] + bg[k]);
+            c[k] = c_new;
+            hv[k] = sigmoid(o[k] + bo[k]) * tanh(c_new);
+        }
+        store(&mut state[r.clone()], &c);
+        store(&mut out[r], &hv);
+        j += LANES;
+    }
+    for j in full..h {
+        let c = sigmoid(gf[j] + b_f[j]) * state[j] + sigmoid(gi[j] + b_i[j]) * tanh(gg[j] + b_g[j]);
+        state[j] = c;
+        out[j] = sigmoid(go[j] + b_o[j]) * tanh(c);
     }
 }
 
@@ -254,6 +303,23 @@ fn backward_generic(d: Dims, t: usize, rows: usize, b: &mut Backward<'_>) {
     }
 }
 
+#[inline(always)]
+fn infer_generic(d: Dims, t: usize, rows: usize, b: &mut Infer<'_>) {
+    let h = d.hidden;
+    let bias = quarters(&b.bias[..4 * h], h);
+    for row in 0..rows {
+        // Ended rows keep their (zero-initialised) outputs and frozen state.
+        if t >= b.lengths[row] {
+            continue;
+        }
+        let g0 = (row * d.steps + t) * 4 * h;
+        let s0 = (row * d.steps + t) * h;
+        let gates = quarters(&b.gates[g0..g0 + 4 * h], h);
+        let state = &mut b.state[row * h..row * h + h];
+        infer_row(gates, bias, state, &mut b.out[s0..s0 + h]);
+    }
+}
+
 macro_rules! dispatch {
     ($name:ident, $generic:ident, $buffers:ty) => {
         /// Runs the step kernel compiled for the best instruction set available.
@@ -282,3 +348,4 @@ macro_rules! dispatch {
 
 dispatch!(forward_step, forward_generic, Forward<'_>);
 dispatch!(backward_step, backward_generic, Backward<'_>);
+dispatch!(infer_step, infer_generic, Infer<'_>);

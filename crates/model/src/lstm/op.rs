@@ -7,7 +7,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 
 use crate::tensor_data::F32Data;
 
-use super::cell::{backward_step, forward_step, Backward, Dims, Forward};
+use super::cell::{backward_step, forward_step, infer_step, Backward, Dims, Forward, Infer};
 use super::gemm::{matmul, View};
 
 /// Activations saved by the forward pass for the backward pass.
@@ -161,8 +161,11 @@ impl CustomOp3 for FusedLstm {
             View::dense(w.w_ih, 4 * h, input).t(),
             self.threads,
         );
-        let mut cell = vec![0.0f32; batch * steps * h];
-        let mut tanh_cell = vec![0.0f32; batch * steps * h];
+        // Inference needs only a running cell state; training keeps every step's.
+        let saved_len = if self.train { batch * steps * h } else { 0 };
+        let mut cell = vec![0.0f32; saved_len];
+        let mut tanh_cell = vec![0.0f32; saved_len];
+        let mut state = vec![0.0f32; if self.train { 0 } else { batch * h }];
         let mut out = vec![0.0f32; batch * steps * h];
         let active = active_rows(&lengths, steps);
         // For batches, a dense row-major copy of W_hh^T made once per call saves
@@ -201,15 +204,26 @@ impl CustomOp3 for FusedLstm {
                     self.threads,
                 );
             }
-            let mut buffers = Forward {
-                gates: &mut gates,
-                bias: &bias,
-                cell: &mut cell,
-                tanh_cell: &mut tanh_cell,
-                out: &mut out,
-                lengths: &lengths,
-            };
-            forward_step(d, t, rows, &mut buffers);
+            if self.train {
+                let mut buffers = Forward {
+                    gates: &mut gates,
+                    bias: &bias,
+                    cell: &mut cell,
+                    tanh_cell: &mut tanh_cell,
+                    out: &mut out,
+                    lengths: &lengths,
+                };
+                forward_step(d, t, rows, &mut buffers);
+            } else {
+                let mut buffers = Infer {
+                    gates: &gates,
+                    bias: &bias,
+                    state: &mut state,
+                    out: &mut out,
+                    lengths: &lengths,
+                };
+                infer_step(d, t, rows, &mut buffers);
+            }
         }
         if self.train {
             let saved = Saved {
