@@ -238,6 +238,19 @@ impl SentimentModel {
         })
     }
 
+    /// Class probabilities of `seqs` (encoded texts) as one inference batch, in
+    /// input order; `packed` comes from [`SentimentModel::pack`].
+    pub fn probabilities(&self, seqs: &[&[u32]], packed: &PackedWeights) -> Result<Vec<Vec<f32>>> {
+        let batch = Batch::new(seqs, None, &Device::Cpu)?;
+        let logits = self.forward(&batch, None, Some(packed))?;
+        let probs = candle_nn::ops::softmax(&logits, D::Minus1)?.to_vec2::<f32>()?;
+        let mut out = vec![Vec::new(); seqs.len()];
+        for (row, p) in probs.into_iter().enumerate() {
+            out[batch.order[row]] = p;
+        }
+        Ok(out)
+    }
+
     /// Logits `[B, C]` in batch row order. With `dropout_rng` the forward pass
     /// trains (dropout on, activations kept for backward); without, it infers.
     /// `packed` may carry the LSTM weights pre-packed (inference caches them).

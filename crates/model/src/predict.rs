@@ -1,11 +1,10 @@
 //! Serving-side model: text in, label and probabilities out.
 
 use bloginfer_text::Encoder;
-use candle_core::{Device, D};
 use serde::Serialize;
 
 use crate::checkpoint::Checkpoint;
-use crate::classifier::{Batch, PackedWeights, SentimentModel};
+use crate::classifier::{PackedWeights, SentimentModel};
 use crate::data::LABELS;
 use crate::error::Result;
 use crate::train::argmax;
@@ -59,18 +58,14 @@ impl Predictor {
 
     /// Predicts already-encoded texts in one batch.
     pub fn predict_encoded(&self, seqs: &[&[u32]]) -> Result<Vec<Prediction>> {
-        let batch = Batch::new(seqs, None, &Device::Cpu)?;
-        let logits = self.model.forward(&batch, None, Some(&self.packed))?;
-        let probs = candle_nn::ops::softmax(&logits, D::Minus1)?.to_vec2::<f32>()?;
-        let mut out = vec![None; seqs.len()];
-        for (row, p) in probs.into_iter().enumerate() {
-            let label = LABELS[argmax(&p) as usize];
-            out[batch.order[row]] = Some(Prediction {
-                label,
+        let probs = self.model.probabilities(seqs, &self.packed)?;
+        Ok(probs
+            .into_iter()
+            .map(|p| Prediction {
+                label: LABELS[argmax(&p) as usize],
                 score: p[1],
                 probabilities: [p[0], p[1]],
-            });
-        }
-        Ok(out.into_iter().flatten().collect())
+            })
+            .collect())
     }
 }

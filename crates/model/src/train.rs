@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use bloginfer_text::{Encoder, Granularity, Tokenizer, Vocab, VocabBuilder, UNK_ID};
-use candle_core::{Device, Tensor, D};
+use candle_core::{Device, Tensor};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -212,11 +212,8 @@ pub fn predict_probs(
     let mut out = vec![Vec::new(); seqs.len()];
     for chunk in order.chunks(batch_size.max(1)) {
         let chunk_seqs: Vec<&[u32]> = chunk.iter().map(|&i| seqs[i]).collect();
-        let batch = Batch::new(&chunk_seqs, None, &Device::Cpu)?;
-        let logits = model.forward(&batch, None, Some(&packed))?;
-        let probs = candle_nn::ops::softmax(&logits, D::Minus1)?.to_vec2::<f32>()?;
-        for (row, p) in probs.into_iter().enumerate() {
-            out[chunk[batch.order[row]]] = p;
+        for (&i, p) in chunk.iter().zip(model.probabilities(&chunk_seqs, &packed)?) {
+            out[i] = p;
         }
     }
     Ok(out)
