@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use bloginfer_text::Vocab;
+use bloginfer_text::{Encoder, Vocab};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -102,9 +102,11 @@ fn bad(path: &Path, reason: impl Into<String>) -> ModelError {
     }
 }
 
-fn content_hash(
+/// SHA-256 over the metadata strings and the tensors (name, shape, bytes), both
+/// in name order.
+fn content_hash<'a>(
     strings: &BTreeMap<String, String>,
-    tensors: &BTreeMap<String, (Vec<usize>, Vec<u8>)>,
+    tensors: impl IntoIterator<Item = (&'a str, &'a [usize], &'a [u8])>,
 ) -> String {
     let mut h = Sha256::new();
     for (k, v) in strings {
@@ -113,7 +115,7 @@ fn content_hash(
         h.update((v.len() as u64).to_le_bytes());
         h.update(v.as_bytes());
     }
-    for (name, (shape, bytes)) in tensors {
+    for (name, shape, bytes) in tensors {
         h.update(name.as_bytes());
         for d in shape {
             h.update((*d as u64).to_le_bytes());
@@ -146,24 +148,27 @@ impl Checkpoint {
         })
     }
 
-    /// Builds the model (its weights are copies; the checkpoint stays usable).
+    /// Builds the model (it copies the weights; the checkpoint stays usable).
     pub fn model(&self) -> Result<SentimentModel> {
-        let tensors = self
-            .weights
-            .iter()
-            .map(|(k, v)| Ok((k.clone(), v.copy()?)))
-            .collect::<Result<_>>()?;
-        Ok(SentimentModel::from_tensors(self.config.clone(), tensors)?)
+        Ok(SentimentModel::from_tensors(
+            self.config.clone(),
+            self.weights.clone(),
+        )?)
+    }
+
+    /// The encoder (vocabulary, truncation, granularity) this model was trained with.
+    pub fn encoder(&self) -> Encoder {
+        Encoder::new(self.vocab.clone(), self.config.max_len)
+            .with_granularity(self.config.granularity)
     }
 
     fn strings(&self) -> Result<BTreeMap<String, String>> {
-        let json = |v: &dyn erased::Json| v.to_json();
         Ok(BTreeMap::from([
             ("format".to_string(), FORMAT.to_string()),
             ("format_version".to_string(), FORMAT_VERSION.to_string()),
-            ("config".to_string(), json(&self.config)?),
-            ("vocab".to_string(), json(&self.vocab)?),
-            ("training".to_string(), json(&self.metadata)?),
+            ("config".to_string(), to_json(&self.config)?),
+            ("vocab".to_string(), to_json(&self.vocab)?),
+            ("training".to_string(), to_json(&self.metadata)?),
         ]))
     }
 
@@ -178,7 +183,12 @@ impl Checkpoint {
                 .ok_or_else(|| ModelError::Config(format!("checkpoint lacks parameter {name}")))?;
             tensors.insert(name.to_string(), (t.dims().to_vec(), f32_bytes(t)?));
         }
-        let hash = content_hash(&strings, &tensors);
+        let hash = content_hash(
+            &strings,
+            tensors
+                .iter()
+                .map(|(name, (shape, bytes))| (name.as_str(), shape.as_slice(), bytes.as_slice())),
+        );
         strings.insert("content_sha256".to_string(), hash.clone());
         let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
             .iter()
@@ -212,27 +222,30 @@ impl Checkpoint {
         let (strings, hash) = verified_strings(bytes, path)?;
         let st = safetensors::SafeTensors::deserialize(bytes)
             .map_err(|e| bad(path, format!("not a safetensors file: {e}")))?;
-        let mut tensors = BTreeMap::new();
+        let mut views = st.tensors();
+        views.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut unhashed = strings.clone();
+        unhashed.remove("content_sha256");
+        let hashed = views
+            .iter()
+            .map(|(name, view)| (name.as_str(), view.shape(), view.data()));
+        if content_hash(&unhashed, hashed) != hash {
+            return Err(bad(path, "content hash mismatch: the file is corrupted"));
+        }
         let mut weights = HashMap::new();
-        for (name, view) in st.tensors() {
+        for (name, view) in views {
             if view.dtype() != safetensors::Dtype::F32 {
                 return Err(bad(
                     path,
                     format!("tensor {name} is {:?}, expected F32", view.dtype()),
                 ));
             }
-            tensors.insert(name.clone(), (view.shape().to_vec(), view.data().to_vec()));
             let values: Vec<f32> = view
                 .data()
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect();
             weights.insert(name, Tensor::from_vec(values, view.shape(), &Device::Cpu)?);
-        }
-        let mut unhashed = strings.clone();
-        unhashed.remove("content_sha256");
-        if content_hash(&unhashed, &tensors) != hash {
-            return Err(bad(path, "content hash mismatch: the file is corrupted"));
         }
         let header = parse_header(&strings, hash, path)?;
         let vocab: Vocab = parse_json(&strings, "vocab", path)?;
@@ -246,18 +259,28 @@ impl Checkpoint {
                 ),
             ));
         }
-        let checkpoint = Self {
+        for (name, shape) in header.config.parameter_shapes() {
+            match weights.get(name) {
+                None => return Err(bad(path, format!("missing parameter {name}"))),
+                Some(t) if t.dims() != shape.as_slice() => {
+                    let reason = format!(
+                        "parameter {name} has shape {:?}, expected {shape:?}",
+                        t.dims()
+                    );
+                    return Err(bad(path, reason));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(Self {
             config: header.config,
             vocab,
             weights,
             metadata: header.metadata,
-        };
-        // Shapes are checked by building the model once.
-        checkpoint.model().map_err(|e| bad(path, e.to_string()))?;
-        Ok(checkpoint)
+        })
     }
 
-    /// Reads only the header (config, metadata, hash): cheap, for listings.
+    /// Reads the header (config, metadata, hash) without decoding the weights.
     pub fn read_header(path: &Path) -> Result<Header> {
         let bytes = std::fs::read(path).map_err(|e| bad(path, format!("cannot read: {e}")))?;
         let (strings, hash) = verified_strings(&bytes, path)?;
@@ -307,6 +330,10 @@ fn verified_strings(bytes: &[u8], path: &Path) -> Result<(BTreeMap<String, Strin
     Ok((strings, hash))
 }
 
+fn to_json<T: Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| ModelError::Config(e.to_string()))
+}
+
 fn parse_json<T: for<'de> Deserialize<'de>>(
     strings: &BTreeMap<String, String>,
     key: &str,
@@ -329,19 +356,4 @@ fn parse_header(strings: &BTreeMap<String, String>, hash: String, path: &Path) -
         metadata,
         content_sha256: hash,
     })
-}
-
-mod erased {
-    use crate::error::{ModelError, Result};
-
-    /// Object-safe JSON serialisation for the metadata table.
-    pub trait Json {
-        fn to_json(&self) -> Result<String>;
-    }
-
-    impl<T: serde::Serialize> Json for T {
-        fn to_json(&self) -> Result<String> {
-            serde_json::to_string(self).map_err(|e| ModelError::Config(e.to_string()))
-        }
-    }
 }

@@ -129,7 +129,10 @@ impl SentimentModel {
                         tensor.dims()
                     )
                 }
+                // `detach` makes `Var::from_tensor` copy even a variable's tensor, so the
+                // model never shares storage with its source.
                 let tensor = tensor
+                    .detach()
                     .to_dtype(DType::F32)?
                     .to_device(&Device::Cpu)?
                     .contiguous()?;

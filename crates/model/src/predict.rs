@@ -32,8 +32,7 @@ impl Predictor {
     pub fn new(checkpoint: &Checkpoint) -> Result<Self> {
         let model = checkpoint.model()?;
         let packed = model.pack()?;
-        let encoder = Encoder::new(checkpoint.vocab.clone(), checkpoint.config.max_len)
-            .with_granularity(checkpoint.config.granularity);
+        let encoder = checkpoint.encoder();
         Ok(Self {
             model,
             encoder,

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use bloginfer_model::registry::Registry;
 use bloginfer_model::train::{encode_all, evaluate};
-use bloginfer_text::Encoder;
 use clap::Args;
 
 /// Flags of `bloginfer eval`.
@@ -29,8 +28,7 @@ pub fn run(models_dir: &Path, args: EvalArgs) -> Result<()> {
     let (version, checkpoint) = registry.load_version_or_current(args.version.as_deref())?;
     let examples = super::eval_data(args.data.as_deref())?;
     let model = checkpoint.model()?;
-    let encoder = Encoder::new(checkpoint.vocab.clone(), checkpoint.config.max_len)
-        .with_granularity(checkpoint.config.granularity);
+    let encoder = checkpoint.encoder();
     let metrics = evaluate(&model, &encode_all(&encoder, &examples))?;
     if args.json {
         let mut value = serde_json::to_value(&metrics)?;
