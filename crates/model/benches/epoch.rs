@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use bloginfer_model::config::{ModelConfig, Pooling, TrainConfig};
+use bloginfer_model::config::{ModelConfig, TrainConfig};
 use bloginfer_model::data::bundled_corpus;
 use bloginfer_model::train::{build_vocab, encode_all, Encoded, Silent, Trainer};
 use bloginfer_model::{runtime, SentimentModel};
@@ -16,23 +16,9 @@ use bloginfer_text::{Encoder, Granularity, Tokenizer};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-fn config() -> ModelConfig {
-    ModelConfig {
-        vocab_size: 20_000,
-        embed_dim: 128,
-        hidden_dim: 128,
-        num_classes: 2,
-        pooling: Pooling::Last,
-        bidirectional: false,
-        dropout: 0.5,
-        embed_dropout: 0.0,
-        max_len: 128,
-        granularity: Granularity::Word,
-    }
-}
-
 fn epoch_seconds(data: &[Encoded]) -> f64 {
-    let model = SentimentModel::new(config(), &mut StdRng::seed_from_u64(3)).expect("model");
+    let model =
+        SentimentModel::new(ModelConfig::original(), &mut StdRng::seed_from_u64(3)).expect("model");
     let mut trainer = Trainer::new(model, &TrainConfig::default()).expect("trainer");
     let start = Instant::now();
     trainer.epoch(data, 1, &mut Silent).expect("epoch");

@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use bloginfer_model::config::{ModelConfig, Pooling, TrainConfig};
+use bloginfer_model::config::{ModelConfig, TrainConfig};
 use bloginfer_model::train::{Encoded, Trainer};
 use bloginfer_model::{runtime, Batch, SentimentModel};
 use candle_core::Device;
@@ -16,19 +16,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 fn model(seed: u64) -> SentimentModel {
-    let config = ModelConfig {
-        vocab_size: 20_000,
-        embed_dim: 128,
-        hidden_dim: 128,
-        num_classes: 2,
-        pooling: Pooling::Last,
-        bidirectional: false,
-        dropout: 0.5,
-        embed_dropout: 0.0,
-        granularity: Default::default(),
-        max_len: 128,
-    };
-    SentimentModel::new(config, &mut StdRng::seed_from_u64(seed)).expect("model")
+    SentimentModel::new(ModelConfig::original(), &mut StdRng::seed_from_u64(seed)).expect("model")
 }
 
 fn synthetic(rng: &mut StdRng, batch: usize, steps: usize) -> Vec<Encoded> {

@@ -75,19 +75,13 @@ impl SentimentModel {
         rng: &mut StdRng,
     ) -> Result<Self> {
         config.validate().map_err(candle_core::Error::Msg)?;
-        let (v, e, h, c) = (
-            config.vocab_size,
-            config.embed_dim,
-            config.hidden_dim,
-            config.num_classes,
-        );
+        let (v, e, h) = (config.vocab_size, config.embed_dim, config.hidden_dim);
         let normal = Normal::new(0.0f32, embed_std)
             .map_err(|err| candle_core::Error::Msg(err.to_string()))?;
         let mut emb: Vec<f32> = (0..v * e).map(|_| normal.sample(rng)).collect();
         emb[..e].fill(0.0);
         let k = 1.0 / (h as f32).sqrt();
         let k_fc = 1.0 / (config.feature_dim() as f32).sqrt();
-        let _ = c;
         let mut tensors = HashMap::new();
         for (name, shape) in config.parameter_shapes() {
             let tensor = match name {

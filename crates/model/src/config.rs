@@ -88,6 +88,24 @@ impl Default for ModelConfig {
 }
 
 impl ModelConfig {
+    /// The original system's architecture, which the PyTorch reference benchmark
+    /// (`bench/pytorch/`) builds: 20,000 words, embedding and hidden 128, the last
+    /// state, dropout 0.5, texts padded or cut to 128 tokens.
+    pub fn original() -> Self {
+        Self {
+            vocab_size: 20_000,
+            embed_dim: 128,
+            hidden_dim: 128,
+            num_classes: 2,
+            pooling: Pooling::Last,
+            bidirectional: false,
+            dropout: 0.5,
+            embed_dropout: 0.0,
+            max_len: 128,
+            granularity: Granularity::Word,
+        }
+    }
+
     /// Width of the pooled features: H, or 2H when bidirectional.
     pub fn feature_dim(&self) -> usize {
         if self.bidirectional {

@@ -54,16 +54,6 @@ pub struct LstmWeights {
 }
 
 impl LstmWeights {
-    /// Input size E.
-    pub fn input_size(&self) -> Result<usize> {
-        Ok(self.w_ih.dims2()?.1)
-    }
-
-    /// Hidden size H.
-    pub fn hidden_size(&self) -> Result<usize> {
-        Ok(self.w_hh.dims2()?.1)
-    }
-
     /// The four tensors concatenated into one flat tensor, the form the fused
     /// op takes (custom ops have at most three inputs). `cat` is differentiable,
     /// so gradients still reach each named parameter.
