@@ -85,6 +85,38 @@ fn store(dst: &mut [f32], v: &[f32; LANES]) {
     dst[..LANES].copy_from_slice(v);
 }
 
+/// One hidden unit, forward: pre-activations (i, f, g, o) with bias and the
+/// previous cell state give the activated gates, the new cell state, its tanh
+/// and the output.
+#[inline(always)]
+fn unit_forward(pre: [f32; 4], c_prev: f32) -> ([f32; 4], f32, f32, f32) {
+    let (i, f, g, o) = (
+        sigmoid(pre[0]),
+        sigmoid(pre[1]),
+        tanh(pre[2]),
+        sigmoid(pre[3]),
+    );
+    let c = f * c_prev + i * g;
+    let tc = tanh(c);
+    ([i, f, g, o], c, tc, o * tc)
+}
+
+/// One hidden unit, backward: activated gates, tanh of the cell state, the
+/// previous cell state, dL/dh and the cell gradient from the next step give the
+/// pre-activation gradients and the cell gradient for the previous step.
+#[inline(always)]
+fn unit_backward(act: [f32; 4], tc: f32, c_prev: f32, dh: f32, dc_next: f32) -> ([f32; 4], f32) {
+    let [i, f, g, o] = act;
+    let dc = dc_next + dh * o * (1.0 - tc * tc);
+    let grads = [
+        dc * g * i * (1.0 - i),
+        dc * c_prev * f * (1.0 - f),
+        dc * i * (1.0 - g * g),
+        dh * tc * o * (1.0 - o),
+    ];
+    (grads, dc * f)
+}
+
 #[inline(always)]
 fn forward_row(
     gates: [&mut [f32]; 4],
@@ -116,13 +148,10 @@ fn forward_row(
         let p = load(&prev[r.clone()]);
         let (mut c, mut tc, mut hv) = ([0.0f32; LANES], [0.0f32; LANES], [0.0f32; LANES]);
         for k in 0..LANES {
-            i[k] = sigmoid(i[k] + bi[k]);
-            f[k] = sigmoid(f[k] + bf[k]);
-            g[k] = tanh(g[k] + bg[k]);
-            o[k] = sigmoid(o[k] + bo[k]);
-            c[k] = f[k] * p[k] + i[k] * g[k];
-            tc[k] = tanh(c[k]);
-            hv[k] = o[k] * tc[k];
+            let pre = [i[k] + bi[k], f[k] + bf[k], g[k] + bg[k], o[k] + bo[k]];
+            let act;
+            (act, c[k], tc[k], hv[k]) = unit_forward(pre, p[k]);
+            [i[k], f[k], g[k], o[k]] = act;
         }
         store(&mut gi[r.clone()], &i);
         store(&mut gf[r.clone()], &f);
@@ -134,16 +163,15 @@ fn forward_row(
         j += LANES;
     }
     for j in full..h {
-        let i = sigmoid(gi[j] + b_i[j]);
-        let f = sigmoid(gf[j] + b_f[j]);
-        let g = tanh(gg[j] + b_g[j]);
-        let o = sigmoid(go[j] + b_o[j]);
-        let c = f * prev[j] + i * g;
-        let tc = tanh(c);
-        (gi[j], gf[j], gg[j], go[j]) = (i, f, g, o);
-        cell[j] = c;
-        tanh_cell[j] = tc;
-        out[j] = o * tc;
+        let pre = [
+            gi[j] + b_i[j],
+            gf[j] + b_f[j],
+            gg[j] + b_g[j],
+            go[j] + b_o[j],
+        ];
+        let act;
+        (act, cell[j], tanh_cell[j], out[j]) = unit_forward(pre, prev[j]);
+        [gi[j], gf[j], gg[j], go[j]] = act;
     }
 }
 
@@ -171,18 +199,21 @@ fn infer_row(gates: [&[f32]; 4], bias: [&[f32]; 4], state: &mut [f32], out: &mut
         let mut c = load(&state[r.clone()]);
         let mut hv = [0.0f32; LANES];
         for k in 0..LANES {
-            let c_new = sigmoid(f[k] + bf[k]) * c[k] + sigmoid(i[k] + bi[k]) * tanh(g[k] + bg[k]);
-            c[k] = c_new;
-            hv[k] = sigmoid(o[k] + bo[k]) * tanh(c_new);
+            let pre = [i[k] + bi[k], f[k] + bf[k], g[k] + bg[k], o[k] + bo[k]];
+            (_, c[k], _, hv[k]) = unit_forward(pre, c[k]);
         }
         store(&mut state[r.clone()], &c);
         store(&mut out[r], &hv);
         j += LANES;
     }
     for j in full..h {
-        let c = sigmoid(gf[j] + b_f[j]) * state[j] + sigmoid(gi[j] + b_i[j]) * tanh(gg[j] + b_g[j]);
-        state[j] = c;
-        out[j] = sigmoid(go[j] + b_o[j]) * tanh(c);
+        let pre = [
+            gi[j] + b_i[j],
+            gf[j] + b_f[j],
+            gg[j] + b_g[j],
+            go[j] + b_o[j],
+        ];
+        (_, state[j], _, out[j]) = unit_forward(pre, state[j]);
     }
 }
 
@@ -215,14 +246,10 @@ fn backward_row(
             load(&prev[r.clone()]),
         );
         for k in 0..LANES {
-            let dh = dout[k] + dhr[k];
-            let dck = dc[k] + dh * o[k] * (1.0 - tc[k] * tc[k]);
-            let (ik, fk, gk, ok) = (i[k], f[k], g[k], o[k]);
-            i[k] = dck * gk * ik * (1.0 - ik);
-            f[k] = dck * p[k] * fk * (1.0 - fk);
-            g[k] = dck * ik * (1.0 - gk * gk);
-            o[k] = dh * tc[k] * ok * (1.0 - ok);
-            dc[k] = dck * fk;
+            let act = [i[k], f[k], g[k], o[k]];
+            let grads;
+            (grads, dc[k]) = unit_backward(act, tc[k], p[k], dout[k] + dhr[k], dc[k]);
+            [i[k], f[k], g[k], o[k]] = grads;
         }
         store(&mut gi[r.clone()], &i);
         store(&mut gf[r.clone()], &f);
@@ -232,15 +259,16 @@ fn backward_row(
         j += LANES;
     }
     for j in full..h {
-        let (i, f, g, o) = (gi[j], gf[j], gg[j], go[j]);
-        let tc = tanh_cell[j];
-        let dh = grad_out[j] + grad_h[j];
-        let dc = grad_c[j] + dh * o * (1.0 - tc * tc);
-        gi[j] = dc * g * i * (1.0 - i);
-        gf[j] = dc * prev[j] * f * (1.0 - f);
-        gg[j] = dc * i * (1.0 - g * g);
-        go[j] = dh * tc * o * (1.0 - o);
-        grad_c[j] = dc * f;
+        let act = [gi[j], gf[j], gg[j], go[j]];
+        let grads;
+        (grads, grad_c[j]) = unit_backward(
+            act,
+            tanh_cell[j],
+            prev[j],
+            grad_out[j] + grad_h[j],
+            grad_c[j],
+        );
+        [gi[j], gf[j], gg[j], go[j]] = grads;
     }
 }
 
