@@ -25,6 +25,16 @@ fn small_config() -> ModelConfig {
     }
 }
 
+/// Batches of 16 and every token in the vocabulary: the 64-example setting.
+fn small_training(epochs: usize) -> TrainConfig {
+    TrainConfig {
+        epochs,
+        batch_size: 16,
+        min_count: 1,
+        ..TrainConfig::default()
+    }
+}
+
 fn sixty_four() -> Vec<Example> {
     let corpus = bundled_corpus();
     let mut out: Vec<Example> = corpus
@@ -41,12 +51,9 @@ fn sixty_four() -> Vec<Example> {
 fn overfits_sixty_four_examples_to_full_accuracy() {
     let data = sixty_four();
     let config = TrainConfig {
-        epochs: 40,
-        batch_size: 16,
         learning_rate: 1e-2,
         patience: 0,
-        min_count: 1,
-        ..TrainConfig::default()
+        ..small_training(40)
     };
     let fitted = fit(&data, &data, small_config(), &config, 1, &mut Silent).unwrap();
     assert_eq!(
@@ -59,12 +66,7 @@ fn overfits_sixty_four_examples_to_full_accuracy() {
 
 fn trained_checkpoint() -> Checkpoint {
     let data = sixty_four();
-    let config = TrainConfig {
-        epochs: 3,
-        batch_size: 16,
-        min_count: 1,
-        ..TrainConfig::default()
-    };
+    let config = small_training(3);
     let fitted = fit(&data, &data, small_config(), &config, 1, &mut Silent).unwrap();
     let metadata = TrainingMetadata {
         method: "central".into(),
@@ -218,12 +220,7 @@ fn registry_switches_pointer_and_prunes_old_versions_but_never_current() {
 #[test]
 fn training_is_reproducible_for_a_seed() {
     let data = sixty_four();
-    let config = TrainConfig {
-        epochs: 2,
-        batch_size: 16,
-        min_count: 1,
-        ..TrainConfig::default()
-    };
+    let config = small_training(2);
     let a = fit(&data, &data, small_config(), &config, 1, &mut Silent).unwrap();
     let b = fit(&data, &data, small_config(), &config, 1, &mut Silent).unwrap();
     assert_eq!(
