@@ -31,6 +31,15 @@ enum Command {
     Eval(commands::eval::EvalArgs),
     /// Predict the sentiment of texts.
     Predict(commands::predict::PredictArgs),
+    /// Run a federated training's aggregator (one run, as a network service).
+    Aggregator(Box<commands::aggregator::AggregatorArgs>),
+    /// Run a federated worker on its own data shard.
+    Worker(commands::worker::WorkerArgs),
+    /// Federated training on this machine.
+    Fl {
+        #[command(subcommand)]
+        command: commands::fl::FlCommand,
+    },
     /// Inspect and manage the model registry.
     Models {
         #[command(subcommand)]
@@ -54,6 +63,9 @@ fn main() -> ExitCode {
         Command::Train(args) => commands::train::run(&cli.models_dir, cli.threads, args),
         Command::Eval(args) => commands::eval::run(&cli.models_dir, args),
         Command::Predict(args) => commands::predict::run(&cli.models_dir, args),
+        Command::Aggregator(args) => commands::aggregator::run(&cli.models_dir, cli.threads, *args),
+        Command::Worker(args) => commands::worker::run(cli.threads, args),
+        Command::Fl { command } => commands::fl::run(&cli.models_dir, cli.threads, command),
         Command::Models { command } => commands::models::run(&cli.models_dir, command),
     };
     match result {

@@ -1,9 +1,11 @@
 //! Training: encoding, length-bucketed batches, the epoch loop with early
 //! stopping on the validation split, and evaluation.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use bloginfer_text::{Encoder, Granularity, Tokenizer, Vocab, VocabBuilder, UNK_ID};
+use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -110,6 +112,7 @@ pub struct Trainer {
     rng: StdRng,
     batch_size: usize,
     token_dropout: f64,
+    proximal: Option<(f64, HashMap<String, Tensor>)>,
 }
 
 impl Trainer {
@@ -125,6 +128,7 @@ impl Trainer {
             model,
             batch_size: config.batch_size.max(1),
             token_dropout: config.token_dropout.clamp(0.0, 0.9),
+            proximal: None,
         })
     }
 
@@ -138,8 +142,14 @@ impl Trainer {
         self.model
     }
 
-    /// One optimisation step on `examples`; returns the batch's mean loss.
-    pub fn step(&mut self, examples: &[&Encoded]) -> Result<f32> {
+    /// Adds FedProx's proximal term `mu/2 * ||w - anchor||^2` to every later
+    /// step, pulling local training towards `anchor` (the round's global weights).
+    pub fn set_proximal(&mut self, mu: f64, anchor: HashMap<String, Tensor>) {
+        self.proximal = (mu > 0.0).then_some((mu, anchor));
+    }
+
+    /// The mean loss of `examples` and its gradients, without changing the model.
+    pub fn loss_and_gradients(&mut self, examples: &[&Encoded]) -> Result<(f32, GradStore)> {
         let dropped: Vec<Vec<u32>>;
         let seqs: Vec<&[u32]> = if self.token_dropout > 0.0 {
             let rng = &mut self.rng;
@@ -171,7 +181,21 @@ impl Trainer {
                 "training diverged (loss {value})"
             )));
         }
-        let grads = loss.backward()?;
+        Ok((value, loss.backward()?))
+    }
+
+    /// One optimisation step on `examples`; returns the batch's mean loss.
+    pub fn step(&mut self, examples: &[&Encoded]) -> Result<f32> {
+        let (value, mut grads) = self.loss_and_gradients(examples)?;
+        if let Some((mu, anchor)) = &self.proximal {
+            for (name, var) in self.model.vars()? {
+                let (Some(g), Some(a)) = (grads.get(var.as_tensor()), anchor.get(&name)) else {
+                    continue;
+                };
+                let pulled = (g + ((var.as_tensor() - a)? * *mu)?)?;
+                grads.insert(var.as_tensor(), pulled);
+            }
+        }
         self.optimizer.step(&grads)?;
         Ok(value)
     }
@@ -295,12 +319,7 @@ pub fn fit(
         .with_threads(threads);
     let mut trainer = Trainer::new(model, config)?;
     let mut history = Vec::new();
-    let mut best: Option<(
-        f64,
-        usize,
-        std::collections::HashMap<String, Tensor>,
-        Metrics,
-    )> = None;
+    let mut best: Option<(f64, usize, HashMap<String, Tensor>, Metrics)> = None;
     for epoch in 1..=config.epochs.max(1) {
         let (train_loss, seconds) = trainer.epoch(&train_data, epoch, progress)?;
         let metrics = evaluate(trainer.model(), &val_data)?;

@@ -1,9 +1,13 @@
 //! One module per subcommand.
 
+pub mod aggregator;
+pub mod args;
 pub mod eval;
+pub mod fl;
 pub mod models;
 pub mod predict;
 pub mod train;
+pub mod worker;
 
 use std::path::Path;
 

@@ -5,11 +5,10 @@ use std::time::SystemTime;
 
 use anyhow::Result;
 use bloginfer_model::checkpoint::{Checkpoint, TrainingMetadata};
-use bloginfer_model::config::{ModelConfig, Pooling, TrainConfig};
+use bloginfer_model::config::TrainConfig;
 use bloginfer_model::data;
 use bloginfer_model::registry::Registry;
 use bloginfer_model::train::fit;
-use bloginfer_text::Granularity;
 use clap::Args;
 
 use crate::progress::EpochBars;
@@ -36,42 +35,14 @@ pub struct TrainArgs {
     /// Epochs without improvement before stopping (0: never stop early).
     #[arg(long, default_value_t = TrainConfig::default().patience)]
     patience: usize,
-    /// Minimum token count for the vocabulary.
-    #[arg(long, default_value_t = TrainConfig::default().min_count)]
-    min_count: u64,
-    /// Maximum vocabulary size.
-    #[arg(long, default_value_t = ModelConfig::default().vocab_size)]
-    vocab_size: usize,
-    /// Embedding width.
-    #[arg(long, default_value_t = ModelConfig::default().embed_dim)]
-    embed_dim: usize,
-    /// LSTM hidden size.
-    #[arg(long, default_value_t = ModelConfig::default().hidden_dim)]
-    hidden_dim: usize,
-    /// Pooling over time: last, mean or max.
-    #[arg(long, default_value_t = ModelConfig::default().pooling)]
-    pooling: Pooling,
-    /// Add a second LSTM reading backwards.
-    #[arg(long)]
-    bidirectional: bool,
-    /// Dropout before the output layer.
-    #[arg(long, default_value_t = ModelConfig::default().dropout)]
-    dropout: f32,
-    /// Spatial dropout on the embeddings.
-    #[arg(long, default_value_t = ModelConfig::default().embed_dropout)]
-    embed_dropout: f32,
-    /// Token granularity: word, char or mixed.
-    #[arg(long, default_value_t = ModelConfig::default().granularity)]
-    granularity: Granularity,
+    #[command(flatten)]
+    model: super::args::ModelArgs,
     /// Share of training tokens replaced by <unk> (word dropout).
     #[arg(long, default_value_t = TrainConfig::default().token_dropout)]
     token_dropout: f64,
     /// Standard deviation of the initial embeddings.
     #[arg(long, default_value_t = TrainConfig::default().embed_init_std)]
     embed_init_std: f32,
-    /// Tokens kept per text.
-    #[arg(long, default_value_t = ModelConfig::default().max_len)]
-    max_len: usize,
     /// Store the model without making it current.
     #[arg(long)]
     no_promote: bool,
@@ -89,19 +60,7 @@ pub fn run(models_dir: &Path, threads: usize, args: TrainArgs) -> Result<()> {
         !train.is_empty() && !val.is_empty(),
         "too little data for a training and a validation split"
     );
-    let model_config = ModelConfig {
-        vocab_size: args.vocab_size,
-        embed_dim: args.embed_dim,
-        hidden_dim: args.hidden_dim,
-        num_classes: 2,
-        pooling: args.pooling,
-        bidirectional: args.bidirectional,
-        dropout: args.dropout,
-        embed_dropout: args.embed_dropout,
-        max_len: args.max_len,
-        granularity: args.granularity,
-    };
-    model_config.validate().map_err(anyhow::Error::msg)?;
+    let model_config = args.model.config()?;
     let train_config = TrainConfig {
         epochs: args.epochs,
         batch_size: args.batch_size,
@@ -109,7 +68,7 @@ pub fn run(models_dir: &Path, threads: usize, args: TrainArgs) -> Result<()> {
         clip_norm: TrainConfig::default().clip_norm,
         patience: args.patience,
         seed: args.seed,
-        min_count: args.min_count,
+        min_count: args.model.min_count,
         embed_init_std: args.embed_init_std,
         token_dropout: args.token_dropout,
     };

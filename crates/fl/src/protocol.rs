@@ -1,0 +1,205 @@
+//! The JSON messages between workers and the aggregator (tensors travel in
+//! [`crate::wire`] bodies). Paths:
+//!
+//! | method | path | body | answer |
+//! |---|---|---|---|
+//! | POST | `/v1/register` | [`RegisterRequest`] | [`RunPlan`] |
+//! | GET | `/v1/task?worker_id=ID` | - | [`Task`] (long poll) |
+//! | GET | `/v1/rounds/{round}/weights` | - | `weights` message ([`WeightsHeader`]) |
+//! | POST | `/v1/rounds/{round}/update` | `update` message ([`UpdateHeader`]) | [`UpdateAccepted`] |
+//! | GET | `/v1/status` | - | [`RunStatus`] |
+//!
+//! Every request carries `Authorization: Bearer <run token>`. Errors are
+//! [`ErrorBody`] with a status: 401 bad token, 409 stale or unexpected round,
+//! 422 invalid update, 404 unknown path.
+
+use bloginfer_model::ModelConfig;
+use bloginfer_text::Vocab;
+use serde::{Deserialize, Serialize};
+
+use crate::strategy::Strategy;
+use crate::wire::WireDtype;
+
+/// `kind` tag of global-weight messages.
+pub const WEIGHTS_KIND: &str = "bloginfer-fl/weights";
+/// `kind` tag of update messages.
+pub const UPDATE_KIND: &str = "bloginfer-fl/update";
+/// Parameters sent as touched rows only.
+pub const SPARSE_PARAMS: [&str; 1] = ["embedding.weight"];
+
+/// A worker introduces itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegisterRequest {
+    /// Stable worker id (e.g. the Job completion index).
+    pub worker_id: String,
+    /// Training samples in its shard.
+    pub samples: u64,
+}
+
+/// Local-training settings shared by every worker of a run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LocalSettings {
+    /// Mini-batch size.
+    pub batch_size: usize,
+    /// Gradient-norm clip for local steps (0: none).
+    pub clip_norm: f64,
+    /// Token dropout during local training.
+    pub token_dropout: f64,
+    /// Base seed; each worker and round derives its own.
+    pub seed: u64,
+}
+
+/// Everything a worker needs to take part, sent when it registers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunPlan {
+    /// Run id.
+    pub run_id: String,
+    /// Architecture.
+    pub model: ModelConfig,
+    /// Shared vocabulary (part of the model, not of anyone's data).
+    pub vocab: Vocab,
+    /// Strategy, including what clients do.
+    pub strategy: Strategy,
+    /// Local-training settings.
+    pub local: LocalSettings,
+    /// Element type for uploads.
+    pub upload_dtype: WireDtype,
+    /// Rounds in the run.
+    pub rounds: u32,
+    /// The round now running.
+    pub current_round: u32,
+}
+
+/// What a worker should do next.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Task {
+    /// Train on this round's global weights and upload.
+    Train {
+        /// The round.
+        round: u32,
+    },
+    /// Nothing for you now; ask again.
+    Wait {
+        /// The round now running.
+        round: u32,
+    },
+    /// The run is over; exit.
+    Finished {
+        /// The registry version of the final model, if it was stored.
+        version: Option<String>,
+    },
+}
+
+/// Header of a weights message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WeightsHeader {
+    /// Run id.
+    pub run_id: String,
+    /// The round these weights start.
+    pub round: u32,
+}
+
+/// Header of an update message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UpdateHeader {
+    /// Run id.
+    pub run_id: String,
+    /// The round trained.
+    pub round: u32,
+    /// Sender.
+    pub worker_id: String,
+    /// Samples behind the update (the mean's weight).
+    pub samples: u64,
+    /// Mean local training loss.
+    pub train_loss: f64,
+    /// Local optimisation steps taken.
+    pub steps: u64,
+    /// Seconds of local training.
+    pub train_seconds: f64,
+}
+
+/// An update was taken.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UpdateAccepted {
+    /// The round it counts for.
+    pub round: u32,
+    /// Updates received for the round so far.
+    pub received: usize,
+}
+
+/// One finished round, as recorded by the aggregator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoundRecord {
+    /// 1-based round (0: the initial weights, evaluated only).
+    pub round: u32,
+    /// Updates aggregated.
+    pub clients: usize,
+    /// Samples behind them.
+    pub samples: u64,
+    /// Sample-weighted mean local training loss.
+    pub train_loss: Option<f64>,
+    /// Server-side validation loss after the round.
+    pub val_loss: Option<f64>,
+    /// Server-side validation accuracy after the round.
+    pub val_accuracy: Option<f64>,
+    /// Server-side validation macro-F1 after the round.
+    pub val_macro_f1: Option<f64>,
+    /// From selecting clients to the new global weights.
+    pub seconds: f64,
+    /// The slowest aggregated client's local training time.
+    pub slowest_train_seconds: f64,
+    /// Mean upload body size per client.
+    pub upload_bytes_mean: u64,
+    /// Download body size of the global weights.
+    pub download_bytes: u64,
+    /// Updates refused in this round.
+    pub rejected: usize,
+    /// Attempts the round needed (more than one after a missed deadline).
+    pub attempts: u32,
+    /// Seconds spent on server-side validation.
+    pub eval_seconds: f64,
+    /// Sample count per aggregated worker id.
+    pub worker_samples: Vec<(String, u64)>,
+}
+
+/// Progress of the run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunStatus {
+    /// Run id.
+    pub run_id: String,
+    /// `waiting` (for clients), `training`, `finished` or `failed`.
+    pub phase: String,
+    /// The round running (or the last one, when finished).
+    pub round: u32,
+    /// Rounds in the run.
+    pub rounds: u32,
+    /// Workers seen recently.
+    pub clients_available: usize,
+    /// Workers selected for this round.
+    pub selected: usize,
+    /// Updates received for this round.
+    pub reported: usize,
+    /// Finished rounds.
+    pub history: Vec<RoundRecord>,
+    /// Registry version of the final model.
+    pub version: Option<String>,
+    /// Why the run failed.
+    pub error: Option<String>,
+}
+
+/// Every error answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// An error's code and message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Machine-readable, snake_case.
+    pub code: String,
+    /// For humans.
+    pub message: String,
+}

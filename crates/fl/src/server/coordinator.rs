@@ -1,0 +1,371 @@
+//! The round state machine: who is available, who is selected, which updates
+//! count. Plain synchronous code behind one mutex; the heavy work (decoding,
+//! aggregation, evaluation, persistence) happens outside it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::seq::IteratorRandom;
+use rand::SeedableRng;
+
+use crate::params::ParamSet;
+use crate::protocol::{RoundRecord, RunStatus, Task, UpdateHeader};
+use crate::strategy::ServerState;
+
+/// Round settings the state machine needs.
+#[derive(Debug, Clone)]
+pub struct RoundRules {
+    /// Rounds in the run.
+    pub rounds: u32,
+    /// Updates needed to aggregate.
+    pub min_clients: usize,
+    /// Available workers needed to start a round.
+    pub min_available: usize,
+    /// Share of available workers selected per round.
+    pub fraction: f64,
+    /// Time a round may take before it aggregates what it has (or retries).
+    pub deadline: Duration,
+    /// A worker counts as available this long after it was last heard from.
+    pub lease: Duration,
+    /// Seed for client selection.
+    pub seed: u64,
+}
+
+/// A registered worker.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    /// Samples in its shard.
+    pub samples: u64,
+    /// Last request.
+    pub last_seen: Instant,
+    /// It has been told the run is over.
+    pub told_finished: bool,
+}
+
+/// An accepted update waiting for aggregation.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// Its header.
+    pub header: UpdateHeader,
+    /// The dense pseudo-gradient.
+    pub update: ParamSet,
+    /// Body size on the wire.
+    pub bytes: usize,
+}
+
+/// Where the run stands.
+#[derive(Debug, Clone)]
+pub enum Phase {
+    /// Waiting for enough workers.
+    Waiting,
+    /// Collecting updates from the selected workers.
+    Collecting {
+        /// Workers asked to train.
+        selected: BTreeSet<String>,
+        /// Updates received.
+        updates: BTreeMap<String, Received>,
+        /// When to stop waiting.
+        deadline: Instant,
+    },
+    /// Aggregation is running.
+    Aggregating,
+    /// The final model is being written.
+    Finalizing,
+    /// Done.
+    Finished,
+    /// Failed for good.
+    Failed,
+}
+
+/// Why an update was refused: HTTP status, code, message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    /// HTTP status.
+    pub status: u16,
+    /// Machine-readable code (also the metrics label).
+    pub code: &'static str,
+    /// Explanation.
+    pub message: String,
+}
+
+impl Refusal {
+    pub(crate) fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// The whole mutable state of a run.
+pub struct Coordinator {
+    /// Round rules.
+    pub rules: RoundRules,
+    /// Run id.
+    pub run_id: String,
+    /// Current (1-based) round.
+    pub round: u32,
+    /// Phase.
+    pub phase: Phase,
+    /// Global weights at the start of the current round.
+    pub global: Arc<ParamSet>,
+    /// Those weights encoded for download.
+    pub weights_body: axum::body::Bytes,
+    /// Server optimiser.
+    pub server: ServerState,
+    /// Finished rounds.
+    pub history: Vec<RoundRecord>,
+    /// Workers by id.
+    pub clients: BTreeMap<String, ClientInfo>,
+    /// Final registry version.
+    pub version: Option<String>,
+    /// Fatal error.
+    pub error: Option<String>,
+    /// Attempt of the current round.
+    pub attempt: u32,
+    /// Updates refused this round.
+    pub rejected: usize,
+    /// When the current round's first attempt selected clients.
+    pub round_started: Option<Instant>,
+    /// When the run finished.
+    pub finished_at: Option<Instant>,
+}
+
+impl Coordinator {
+    /// Notes that `worker` was heard from.
+    pub fn touch(&mut self, worker: &str, now: Instant) {
+        if let Some(c) = self.clients.get_mut(worker) {
+            c.last_seen = now;
+        }
+    }
+
+    /// Registers (or re-registers) a worker.
+    pub fn register(&mut self, worker: &str, samples: u64, now: Instant) {
+        self.clients.insert(
+            worker.to_string(),
+            ClientInfo {
+                samples,
+                last_seen: now,
+                told_finished: false,
+            },
+        );
+    }
+
+    /// Workers heard from within the lease.
+    pub fn available(&self, now: Instant) -> Vec<&String> {
+        self.clients
+            .iter()
+            .filter(|(_, c)| now.duration_since(c.last_seen) <= self.rules.lease)
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    /// What `worker` should do now.
+    pub fn task_for(&mut self, worker: &str, now: Instant) -> Task {
+        self.touch(worker, now);
+        match &self.phase {
+            Phase::Finished | Phase::Failed => {
+                if let Some(c) = self.clients.get_mut(worker) {
+                    c.told_finished = true;
+                }
+                Task::Finished {
+                    version: self.version.clone(),
+                }
+            }
+            Phase::Collecting {
+                selected, updates, ..
+            } if selected.contains(worker) && !updates.contains_key(worker) => {
+                Task::Train { round: self.round }
+            }
+            _ => Task::Wait { round: self.round },
+        }
+    }
+
+    /// Checks that an update for `round` from `worker` may be taken now.
+    pub fn admissible(&self, run_id: &str, round: u32, worker: &str) -> Result<(), Refusal> {
+        if run_id != self.run_id {
+            return Err(Refusal::new(
+                409,
+                "wrong_run",
+                format!("this aggregator runs {}, not {run_id}", self.run_id),
+            ));
+        }
+        if round < self.round {
+            return Err(Refusal::new(
+                409,
+                "stale_round",
+                format!(
+                    "round {round} is closed; the current round is {}",
+                    self.round
+                ),
+            ));
+        }
+        if round > self.round {
+            return Err(Refusal::new(
+                409,
+                "future_round",
+                format!(
+                    "round {round} has not started; the current round is {}",
+                    self.round
+                ),
+            ));
+        }
+        match &self.phase {
+            Phase::Collecting {
+                selected, updates, ..
+            } => {
+                if !selected.contains(worker) {
+                    Err(Refusal::new(
+                        409,
+                        "not_selected",
+                        format!("worker {worker} is not selected for round {round}"),
+                    ))
+                } else if updates.contains_key(worker) {
+                    Err(Refusal::new(
+                        409,
+                        "duplicate_update",
+                        format!("worker {worker} already sent its update for round {round}"),
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+            _ => Err(Refusal::new(
+                409,
+                "round_not_open",
+                format!("round {round} is not collecting updates"),
+            )),
+        }
+    }
+
+    /// Stores an update that passed validation.
+    pub fn accept(&mut self, received: Received) -> Result<usize, Refusal> {
+        let h = &received.header;
+        self.admissible(&h.run_id, h.round, &h.worker_id)?;
+        if let Phase::Collecting { updates, .. } = &mut self.phase {
+            updates.insert(h.worker_id.clone(), received);
+            return Ok(updates.len());
+        }
+        Err(Refusal::new(
+            409,
+            "round_not_open",
+            "the round closed meanwhile",
+        ))
+    }
+
+    /// Advances the round: starts it when enough workers are available, and
+    /// returns the updates to aggregate once all selected workers reported or
+    /// the deadline passed with enough of them. A round that misses its
+    /// deadline without enough updates starts over with a new selection.
+    pub fn tick(&mut self, now: Instant) -> Option<Vec<Received>> {
+        match &mut self.phase {
+            Phase::Waiting => {
+                let available: Vec<String> = self.available(now).into_iter().cloned().collect();
+                if available.len() < self.rules.min_available.max(self.rules.min_clients).max(1) {
+                    return None;
+                }
+                let wanted = ((self.rules.fraction * available.len() as f64).ceil() as usize)
+                    .max(self.rules.min_clients)
+                    .clamp(1, available.len());
+                let mut rng = StdRng::seed_from_u64(
+                    self.rules.seed ^ (u64::from(self.round) << 32) ^ u64::from(self.attempt),
+                );
+                let selected: BTreeSet<String> = available
+                    .into_iter()
+                    .choose_multiple(&mut rng, wanted)
+                    .into_iter()
+                    .collect();
+                self.round_started.get_or_insert(now);
+                self.phase = Phase::Collecting {
+                    selected,
+                    updates: BTreeMap::new(),
+                    deadline: now + self.rules.deadline,
+                };
+                None
+            }
+            Phase::Collecting {
+                selected,
+                updates,
+                deadline,
+            } => {
+                let complete = updates.len() == selected.len();
+                if complete || (now >= *deadline && updates.len() >= self.rules.min_clients.max(1))
+                {
+                    let taken = std::mem::take(updates).into_values().collect();
+                    self.phase = Phase::Aggregating;
+                    Some(taken)
+                } else if now >= *deadline {
+                    tracing::warn!(
+                        round = self.round,
+                        received = updates.len(),
+                        needed = self.rules.min_clients,
+                        "round deadline passed without enough updates; retrying the round"
+                    );
+                    self.attempt += 1;
+                    self.phase = Phase::Waiting;
+                    None
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// Installs the result of aggregating the current round.
+    pub fn complete_round(
+        &mut self,
+        global: ParamSet,
+        weights_body: Vec<u8>,
+        server: ServerState,
+        record: RoundRecord,
+    ) {
+        self.global = Arc::new(global);
+        self.weights_body = weights_body.into();
+        self.server = server;
+        self.history.push(record);
+        self.round += 1;
+        self.attempt = 0;
+        self.rejected = 0;
+        self.round_started = None;
+        self.phase = if self.round > self.rules.rounds {
+            Phase::Finalizing
+        } else {
+            Phase::Waiting
+        };
+    }
+
+    /// True once every registered worker heard that the run is over.
+    pub fn everyone_told(&self) -> bool {
+        self.clients.values().all(|c| c.told_finished)
+    }
+
+    /// A snapshot for `/v1/status`.
+    pub fn status(&self, now: Instant) -> RunStatus {
+        let (phase, selected, reported) = match &self.phase {
+            Phase::Waiting => ("waiting", 0, 0),
+            Phase::Collecting {
+                selected, updates, ..
+            } => ("training", selected.len(), updates.len()),
+            Phase::Aggregating => ("aggregating", 0, 0),
+            Phase::Finalizing => ("finalizing", 0, 0),
+            Phase::Finished => ("finished", 0, 0),
+            Phase::Failed => ("failed", 0, 0),
+        };
+        RunStatus {
+            run_id: self.run_id.clone(),
+            phase: phase.to_string(),
+            round: self.round.min(self.rules.rounds),
+            rounds: self.rules.rounds,
+            clients_available: self.available(now).len(),
+            selected,
+            reported,
+            history: self.history.clone(),
+            version: self.version.clone(),
+            error: self.error.clone(),
+        }
+    }
+}

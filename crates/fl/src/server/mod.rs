@@ -1,0 +1,604 @@
+//! The aggregator: an HTTP/2 (or HTTP/1.1) service that runs one federated
+//! training run. Workers register, long-poll for tasks, download the round's
+//! global weights and upload pseudo-gradients; a driver task closes rounds,
+//! aggregates, evaluates, persists, and finally writes the model to the registry.
+
+mod coordinator;
+mod http;
+mod metrics;
+pub mod persist;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bloginfer_model::data::Example;
+use bloginfer_model::train::{encode_all, evaluate, Encoded};
+use bloginfer_model::{Checkpoint, ModelConfig, Registry, SentimentModel, TrainingMetadata};
+use bloginfer_text::{Encoder, Vocab};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use coordinator::{Coordinator, Phase, Refusal, RoundRules};
+pub use http::app;
+
+use crate::error::{FlError, Result};
+use crate::params::ParamSet;
+use crate::protocol::{LocalSettings, RoundRecord, WeightsHeader, WEIGHTS_KIND};
+use crate::strategy::{combine, Contribution, ServerState, Strategy};
+use crate::wire::{self, WireDtype, WireSet};
+
+/// Everything that defines a run on the aggregator's side.
+#[derive(Clone)]
+pub struct AggregatorConfig {
+    /// Run id (ties state files and updates to this run).
+    pub run_id: String,
+    /// Token every request must carry.
+    pub token: String,
+    /// Architecture (its `vocab_size` must match `vocab`).
+    pub model: ModelConfig,
+    /// Shared vocabulary.
+    pub vocab: Vocab,
+    /// Starting weights; `None` initialises from `local.seed`.
+    pub initial: Option<ParamSet>,
+    /// Standard deviation of initial embeddings.
+    pub embed_init_std: f32,
+    /// Strategy.
+    pub strategy: Strategy,
+    /// Local-training settings sent to workers.
+    pub local: LocalSettings,
+    /// Round rules.
+    pub rules: RoundRules,
+    /// Updates with a larger L2 norm are refused (0: no bound).
+    pub max_update_norm: f64,
+    /// Element type workers upload in.
+    pub upload_dtype: WireDtype,
+    /// Server-side validation data (may be empty).
+    pub validation: Vec<Example>,
+    /// Where round state is persisted.
+    pub state_dir: PathBuf,
+    /// Registry for the final model (`None`: keep it only in the state dir).
+    pub models_dir: Option<PathBuf>,
+    /// Make the final model the registry's current version.
+    pub promote: bool,
+    /// How long to keep answering after the run ends, so workers learn it.
+    pub linger: Duration,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Threads for evaluation.
+    pub threads: usize,
+    /// Data fingerprint to record in the model's metadata, when known.
+    pub data_fingerprint: Option<String>,
+    /// Extra settings recorded in the model's metadata.
+    pub settings: serde_json::Value,
+}
+
+/// Shared by handlers and the driver.
+pub struct Shared {
+    /// The run's configuration.
+    pub config: AggregatorConfig,
+    coordinator: Mutex<Coordinator>,
+    changed: watch::Sender<u64>,
+    /// Prometheus metrics.
+    pub metrics: metrics::Metrics,
+    validation: Vec<Encoded>,
+    started_at: String,
+}
+
+impl Shared {
+    /// Locks the state machine (a poisoned lock is still usable: its data is
+    /// only ever left consistent between statements).
+    pub fn lock(&self) -> MutexGuard<'_, Coordinator> {
+        self.coordinator.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wakes long-polling workers and the driver.
+    pub fn notify(&self) {
+        self.changed.send_modify(|v| *v += 1);
+    }
+
+    /// A receiver that sees every later [`Shared::notify`].
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+}
+
+fn encode_weights(run_id: &str, round: u32, global: &ParamSet) -> Result<Vec<u8>> {
+    let header = WeightsHeader {
+        run_id: run_id.to_string(),
+        round,
+    };
+    wire::encode(
+        WEIGHTS_KIND,
+        &header,
+        &WireSet::from_params(global.clone(), &[]),
+        WireDtype::F32,
+    )
+}
+
+/// A ready-to-serve aggregator: state loaded (or initialised and persisted).
+pub struct Aggregator {
+    shared: Arc<Shared>,
+}
+
+impl Aggregator {
+    /// Builds the aggregator, resuming from `state_dir` when it holds this run's state.
+    pub fn build(config: AggregatorConfig) -> Result<Self> {
+        if config.vocab.len() != config.model.vocab_size {
+            return Err(FlError::Config(format!(
+                "vocabulary has {} tokens, model config says {}",
+                config.vocab.len(),
+                config.model.vocab_size
+            )));
+        }
+        config.model.validate().map_err(FlError::Config)?;
+        let encoder = Encoder::new(config.vocab.clone(), config.model.max_len)
+            .with_granularity(config.model.granularity);
+        let validation = encode_all(&encoder, &config.validation);
+        let now = Instant::now();
+        let (round, global, server, history, clients, version) =
+            match persist::load(&config.state_dir)? {
+                Some(saved) => {
+                    if saved.header.run_id != config.run_id {
+                        return Err(FlError::Config(format!(
+                            "{} holds the state of run {}, not {}; use another state dir",
+                            config.state_dir.display(),
+                            saved.header.run_id,
+                            config.run_id
+                        )));
+                    }
+                    saved.global.check_shapes(&config.model)?;
+                    tracing::info!(
+                        completed = saved.header.completed_round,
+                        "resuming from saved state"
+                    );
+                    let clients = saved
+                        .header
+                        .clients
+                        .iter()
+                        .map(|(id, &samples)| {
+                            // Restored workers must show up again before they count as available.
+                            let last_seen = now.checked_sub(config.rules.lease * 2).unwrap_or(now);
+                            (
+                                id.clone(),
+                                coordinator::ClientInfo {
+                                    samples,
+                                    last_seen,
+                                    told_finished: false,
+                                },
+                            )
+                        })
+                        .collect();
+                    (
+                        saved.header.completed_round + 1,
+                        saved.global,
+                        saved.server,
+                        saved.header.history,
+                        clients,
+                        saved.header.version,
+                    )
+                }
+                None => {
+                    let global = match &config.initial {
+                        Some(p) => {
+                            p.check_shapes(&config.model)?;
+                            p.clone()
+                        }
+                        None => {
+                            let mut rng = StdRng::seed_from_u64(config.local.seed);
+                            let model = SentimentModel::with_embedding_std(
+                                config.model.clone(),
+                                config.embed_init_std,
+                                &mut rng,
+                            )?;
+                            ParamSet::from_model(&model)?
+                        }
+                    };
+                    let mut history = Vec::new();
+                    if !validation.is_empty() {
+                        let (metrics, eval_seconds) =
+                            evaluate_params(&config.model, &global, &validation, config.threads)?;
+                        history.push(RoundRecord {
+                            round: 0,
+                            clients: 0,
+                            samples: 0,
+                            train_loss: None,
+                            val_loss: metrics.loss,
+                            val_accuracy: Some(metrics.accuracy),
+                            val_macro_f1: Some(metrics.macro_f1),
+                            seconds: 0.0,
+                            slowest_train_seconds: 0.0,
+                            upload_bytes_mean: 0,
+                            download_bytes: 0,
+                            rejected: 0,
+                            attempts: 0,
+                            eval_seconds,
+                            worker_samples: Vec::new(),
+                        });
+                    }
+                    let server = ServerState::new(config.strategy.server);
+                    (1, global, server, history, BTreeMap::new(), None)
+                }
+            };
+        let weights_body = encode_weights(&config.run_id, round, &global)?;
+        let finished = round > config.rules.rounds;
+        let phase = match (finished, &version) {
+            (true, Some(_)) => Phase::Finished,
+            (true, None) => Phase::Finalizing,
+            _ => Phase::Waiting,
+        };
+        let coordinator = Coordinator {
+            rules: config.rules.clone(),
+            run_id: config.run_id.clone(),
+            round,
+            phase,
+            global: Arc::new(global),
+            weights_body: weights_body.into(),
+            server,
+            history,
+            clients,
+            version,
+            error: None,
+            attempt: 0,
+            rejected: 0,
+            round_started: None,
+            finished_at: None,
+        };
+        let shared = Arc::new(Shared {
+            coordinator: Mutex::new(coordinator),
+            changed: watch::channel(0).0,
+            metrics: metrics::Metrics::new(),
+            validation,
+            started_at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+            config,
+        });
+        if round == 1 {
+            persist_now(&shared)?;
+        }
+        shared.metrics.round.set(i64::from(round));
+        Ok(Self { shared })
+    }
+
+    /// The shared state (for tests and the HTTP layer).
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    /// Serves on `listener` until the run is over (and workers were told, or
+    /// the linger time passed) or `shutdown` resolves. Returns the final
+    /// status (with the registry version, if one was written).
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<crate::protocol::RunStatus> {
+        let shared = self.shared;
+        let (stop_tx, mut stop_rx) = watch::channel(false);
+        let driver = tokio::spawn(drive(shared.clone(), stop_tx.clone()));
+        let router = app(shared.clone());
+        let stop_on_signal = stop_tx.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_on_signal.send(true);
+        });
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.wait_for(|stop| *stop).await;
+            })
+            .await
+            .map_err(|e| FlError::io("aggregator server failed", e))?;
+        driver.abort();
+        let guard = shared.lock();
+        match (&guard.phase, &guard.error) {
+            (_, Some(error)) => Err(FlError::Config(error.clone())),
+            (Phase::Finished, _) => Ok(guard.status(Instant::now())),
+            _ => Err(FlError::Config("stopped before the run finished".into())),
+        }
+    }
+}
+
+fn persist_now(shared: &Shared) -> Result<()> {
+    let (header, global, server) = {
+        let c = shared.lock();
+        (
+            persist::StateHeader {
+                run_id: c.run_id.clone(),
+                completed_round: c.round - 1,
+                history: c.history.clone(),
+                optimizer: c.server.optimizer,
+                optimizer_step: c.server.step,
+                clients: c
+                    .clients
+                    .iter()
+                    .map(|(id, info)| (id.clone(), info.samples))
+                    .collect(),
+                version: c.version.clone(),
+            },
+            c.global.clone(),
+            c.server.clone(),
+        )
+    };
+    persist::save(&shared.config.state_dir, &header, &global, &server)
+}
+
+fn evaluate_params(
+    config: &ModelConfig,
+    params: &ParamSet,
+    data: &[Encoded],
+    threads: usize,
+) -> Result<(bloginfer_model::Metrics, f64)> {
+    let start = Instant::now();
+    let model =
+        SentimentModel::from_tensors(config.clone(), params.to_tensors()?)?.with_threads(threads);
+    let metrics = evaluate(&model, data)?;
+    Ok((metrics, start.elapsed().as_secs_f64()))
+}
+
+/// Aggregates a round's updates into new global weights; evaluates them.
+fn aggregate(
+    shared: &Shared,
+    round: u32,
+    global: &ParamSet,
+    mut server: ServerState,
+    updates: &[coordinator::Received],
+) -> Result<(ParamSet, ServerState, RoundRecord)> {
+    let contributions: Vec<Contribution<'_>> = updates
+        .iter()
+        .map(|r| Contribution {
+            update: &r.update,
+            samples: r.header.samples,
+        })
+        .collect();
+    let combined = combine(shared.config.strategy.aggregation, &contributions)?;
+    let mut next = global.clone();
+    server.apply(&mut next, &combined)?;
+    if let Some((name, _)) = next
+        .0
+        .iter()
+        .find(|(_, p)| p.values.iter().any(|v| !v.is_finite()))
+    {
+        return Err(FlError::Invalid(format!(
+            "aggregation produced non-finite values in {name}"
+        )));
+    }
+    let samples: u64 = updates.iter().map(|r| r.header.samples).sum();
+    let train_loss = updates
+        .iter()
+        .map(|r| r.header.train_loss * r.header.samples as f64)
+        .sum::<f64>()
+        / samples.max(1) as f64;
+    let (val_loss, val_accuracy, val_macro_f1, eval_seconds) = if shared.validation.is_empty() {
+        (None, None, None, 0.0)
+    } else {
+        let (m, s) = evaluate_params(
+            &shared.config.model,
+            &next,
+            &shared.validation,
+            shared.config.threads,
+        )?;
+        (m.loss, Some(m.accuracy), Some(m.macro_f1), s)
+    };
+    let record = RoundRecord {
+        round,
+        clients: updates.len(),
+        samples,
+        train_loss: Some(train_loss),
+        val_loss,
+        val_accuracy,
+        val_macro_f1,
+        seconds: 0.0,
+        slowest_train_seconds: updates
+            .iter()
+            .map(|r| r.header.train_seconds)
+            .fold(0.0, f64::max),
+        upload_bytes_mean: (updates.iter().map(|r| r.bytes as u64).sum::<u64>())
+            / updates.len().max(1) as u64,
+        download_bytes: 0,
+        rejected: 0,
+        attempts: 0,
+        eval_seconds,
+        worker_samples: updates
+            .iter()
+            .map(|r| (r.header.worker_id.clone(), r.header.samples))
+            .collect(),
+    };
+    Ok((next, server, record))
+}
+
+/// Writes the final model to the registry; returns its version.
+fn finalize(shared: &Shared) -> Result<Option<String>> {
+    let Some(dir) = &shared.config.models_dir else {
+        return Ok(None);
+    };
+    let (global, history, clients) = {
+        let c = shared.lock();
+        (c.global.clone(), c.history.clone(), c.clients.clone())
+    };
+    let cfg = &shared.config;
+    let metrics = if shared.validation.is_empty() {
+        None
+    } else {
+        Some(evaluate_params(&cfg.model, &global, &shared.validation, cfg.threads)?.0)
+    };
+    let rounds: Vec<&RoundRecord> = history.iter().filter(|r| r.round > 0).collect();
+    let metadata = TrainingMetadata {
+        method: "federated".into(),
+        run_id: Some(cfg.run_id.clone()),
+        data_fingerprint: cfg.data_fingerprint.clone().unwrap_or_default(),
+        train_samples: clients.values().map(|c| c.samples as usize).sum(),
+        val_samples: cfg.validation.len(),
+        epochs: rounds.len(),
+        best_epoch: rounds.len(),
+        seed: cfg.local.seed,
+        metrics,
+        history: rounds
+            .iter()
+            .map(|r| bloginfer_model::train::EpochRecord {
+                epoch: r.round as usize,
+                train_loss: r.train_loss.unwrap_or(f64::NAN),
+                val_loss: r.val_loss.unwrap_or(f64::NAN),
+                val_accuracy: r.val_accuracy.unwrap_or(f64::NAN),
+                val_macro_f1: r.val_macro_f1.unwrap_or(f64::NAN),
+                samples_per_sec: r.samples as f64 / r.seconds.max(1e-9),
+                seconds: r.seconds,
+            })
+            .collect(),
+        settings: serde_json::json!({
+            "federated": {
+                "strategy": cfg.strategy,
+                "rounds": cfg.rules.rounds,
+                "min_clients": cfg.rules.min_clients,
+                "min_available": cfg.rules.min_available,
+                "fraction": cfg.rules.fraction,
+                "round_deadline_seconds": cfg.rules.deadline.as_secs_f64(),
+                "max_update_norm": cfg.max_update_norm,
+                "upload_dtype": cfg.upload_dtype,
+                "local": cfg.local,
+                "workers": clients.iter().map(|(id, c)| (id.clone(), c.samples)).collect::<BTreeMap<_, _>>(),
+                "round_records": history,
+            },
+            "extra": cfg.settings,
+        }),
+        started_at: shared.started_at.clone(),
+        finished_at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+    };
+    let model = SentimentModel::from_tensors(cfg.model.clone(), global.to_tensors()?)?;
+    let checkpoint = Checkpoint::from_model(&model, cfg.vocab.clone(), metadata)?;
+    let registry = Registry::open(dir)?;
+    let version = registry.publish(&checkpoint)?;
+    if cfg.promote {
+        registry.set_current(&version)?;
+    }
+    tracing::info!(%version, promote = cfg.promote, "final model written");
+    Ok(Some(version))
+}
+
+/// Closes rounds as they complete; finalises and stops the server at the end.
+async fn drive(shared: Arc<Shared>, stop: watch::Sender<bool>) {
+    let mut changed = shared.subscribe();
+    loop {
+        let now = Instant::now();
+        let (ready, finalizing, done) = {
+            let mut c = shared.lock();
+            shared
+                .metrics
+                .clients_available
+                .set(c.available(now).len() as i64);
+            let was_collecting = matches!(c.phase, Phase::Collecting { .. });
+            let ready = c.tick(now);
+            if !was_collecting && matches!(c.phase, Phase::Collecting { .. }) {
+                // A round opened: wake the long polls of the selected workers.
+                shared.notify();
+            }
+            let done = matches!(c.phase, Phase::Finished | Phase::Failed)
+                && (c.everyone_told()
+                    || c.finished_at
+                        .is_some_and(|t| now.duration_since(t) >= shared.config.linger));
+            (
+                ready.map(|r| {
+                    (
+                        r,
+                        c.round,
+                        c.global.clone(),
+                        c.server.clone(),
+                        c.round_started,
+                        c.attempt,
+                        c.rejected,
+                    )
+                }),
+                matches!(c.phase, Phase::Finalizing),
+                done,
+            )
+        };
+        if done {
+            // A moment for the last long polls to deliver their answers.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let _ = stop.send(true);
+            return;
+        }
+        if let Some((updates, round, global, server, started, attempt, rejected)) = ready {
+            shared.notify();
+            let worker = shared.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                aggregate(&worker, round, &global, server, &updates)
+            })
+            .await;
+            let outcome = match result {
+                Ok(Ok(v)) => Ok(v),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(format!("aggregation task failed: {e}")),
+            };
+            match outcome {
+                Ok((next, server, mut record)) => {
+                    let body = match encode_weights(&shared.config.run_id, round + 1, &next) {
+                        Ok(b) => b,
+                        Err(e) => {
+                            fail(&shared, format!("cannot encode weights: {e}"));
+                            continue;
+                        }
+                    };
+                    record.seconds = started.map(|s| s.elapsed().as_secs_f64()).unwrap_or(0.0);
+                    record.download_bytes = shared.lock().weights_body.len() as u64;
+                    record.attempts = attempt + 1;
+                    record.rejected = rejected;
+                    tracing::info!(round, clients = record.clients, loss = ?record.train_loss, accuracy = ?record.val_accuracy, seconds = record.seconds, "round aggregated");
+                    shared.metrics.round_seconds.observe(record.seconds);
+                    shared.metrics.rounds_completed.inc();
+                    if let Some(acc) = record.val_accuracy {
+                        shared.metrics.validation_accuracy.set(acc);
+                    }
+                    shared.lock().complete_round(next, body, server, record);
+                    shared.metrics.round.set(i64::from(round + 1));
+                    let saver = shared.clone();
+                    match tokio::task::spawn_blocking(move || persist_now(&saver)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => fail(&shared, format!("cannot persist state: {e}")),
+                        Err(e) => fail(&shared, format!("persist task failed: {e}")),
+                    }
+                    shared.notify();
+                }
+                Err(e) => fail(&shared, format!("round {round} failed: {e}")),
+            }
+            continue;
+        }
+        if finalizing {
+            let worker = shared.clone();
+            let result = tokio::task::spawn_blocking(move || finalize(&worker)).await;
+            match result {
+                Ok(Ok(version)) => {
+                    {
+                        let mut c = shared.lock();
+                        c.version = version;
+                        c.phase = Phase::Finished;
+                        c.finished_at = Some(Instant::now());
+                    }
+                    let saver = shared.clone();
+                    if let Ok(Err(e)) =
+                        tokio::task::spawn_blocking(move || persist_now(&saver)).await
+                    {
+                        tracing::error!("cannot persist the finished state: {e}");
+                    }
+                }
+                Ok(Err(e)) => fail(&shared, format!("cannot write the final model: {e}")),
+                Err(e) => fail(&shared, format!("finalize task failed: {e}")),
+            }
+            shared.notify();
+            continue;
+        }
+        tokio::select! {
+            _ = changed.changed() => {}
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
+}
+
+fn fail(shared: &Shared, message: String) {
+    tracing::error!("{message}");
+    let mut c = shared.lock();
+    c.error = Some(message);
+    c.phase = Phase::Failed;
+    c.finished_at = Some(Instant::now());
+}

@@ -1,0 +1,7 @@
+export * from './types'
+export { ApiError, isApiError, isAbort, onUnauthorized } from './http'
+export type { FieldErrors } from './http'
+export { readToken, writeToken, clearToken } from './token'
+export { usersApi, profilesApi, articlesApi, commentsApi, tagsApi } from './blog'
+export { sentimentApi } from './inference'
+export { trainingsApi, modelsApi, feedbackApi } from './orchestrator'

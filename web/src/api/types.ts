@@ -1,0 +1,214 @@
+// Wire types of the bloginfer HTTP API. web/API.md is the contract these mirror.
+
+// ---- Blog (RealWorld, under /api) ----
+
+export interface User {
+  email: string
+  token: string
+  username: string
+  bio: string | null
+  image: string | null
+  /** Our extension to RealWorld: admins may train, promote and correct any comment. */
+  admin: boolean
+}
+
+export interface Profile {
+  username: string
+  bio: string | null
+  image: string | null
+  following: boolean
+}
+
+export interface Article {
+  slug: string
+  title: string
+  description: string
+  /** Absent from list responses (`GET /api/articles`, `/feed`). */
+  body?: string
+  tagList: string[]
+  createdAt: string
+  updatedAt: string
+  favorited: boolean
+  favoritesCount: number
+  author: Profile
+}
+
+export type SentimentLabel = 'positive' | 'negative'
+export type SentimentSource = 'model' | 'human' | 'pseudo'
+
+export interface CommentSentiment {
+  label: SentimentLabel
+  /** Probability of the positive class, 0..1. */
+  score: number
+  modelVersion: string | null
+  source: SentimentSource
+}
+
+export interface Comment {
+  id: number
+  createdAt: string
+  updatedAt: string
+  body: string
+  author: Profile
+  /** null while the backend has not classified the comment yet. */
+  sentiment: CommentSentiment | null
+}
+
+export interface ArticleDraft {
+  title: string
+  description: string
+  body: string
+  tagList: string[]
+}
+
+export interface LoginCredentials {
+  email: string
+  password: string
+}
+
+export interface Registration extends LoginCredentials {
+  username: string
+}
+
+export interface UserUpdate {
+  email?: string
+  username?: string
+  password?: string
+  bio?: string | null
+  image?: string | null
+}
+
+export interface ArticleListQuery {
+  tag?: string
+  author?: string
+  favorited?: string
+  limit?: number
+  offset?: number
+}
+
+export interface ArticleList {
+  articles: Article[]
+  articlesCount: number
+}
+
+// ---- Inference (/v1/sentiment) ----
+
+export interface Prediction {
+  label: SentimentLabel
+  score: number
+  probabilities: { negative: number; positive: number }
+  model_version: string
+}
+
+export interface ClassMetrics {
+  label: string
+  precision: number
+  recall: number
+  f1: number
+  support: number
+}
+
+export interface ModelMetrics {
+  accuracy: number
+  macro_f1: number
+  per_class: ClassMetrics[]
+  /** Rows: actual class, columns: predicted class, order negative, positive. */
+  confusion: number[][]
+  total: number
+  loss?: number
+}
+
+export interface ModelInfo {
+  version: string
+  config: Record<string, unknown>
+  metrics: ModelMetrics
+  loaded_at: string
+}
+
+export interface InferenceStats {
+  requests_total: number
+  requests_per_second: number
+  latency_ms: { p50: number; p95: number; p99: number }
+  model_version: string | null
+}
+
+// ---- Orchestrator (/v1, admin only) ----
+
+export type TrainingStatus = 'pending' | 'running' | 'succeeded' | 'failed' | 'cancelled'
+
+export interface TrainingRequest {
+  workers?: number
+  rounds?: number
+  strategy?: string
+}
+
+export interface TrainingSummary {
+  id: string
+  status: TrainingStatus
+  phase: string
+  created_at: string
+  started_at: string | null
+  finished_at: string | null
+  strategy: string
+  workers: number
+  rounds: number
+  rounds_done: number
+  candidate_version: string | null
+  promoted: boolean
+  error: string | null
+}
+
+export interface RoundMetrics {
+  round: number
+  clients: number
+  train_loss: number
+  val_loss: number
+  val_accuracy: number
+  val_macro_f1: number
+  seconds: number
+}
+
+export interface WorkerSamples {
+  worker_id: string
+  samples: number
+}
+
+export interface Training extends TrainingSummary {
+  round_metrics: RoundMetrics[]
+  worker_samples: WorkerSamples[]
+}
+
+export interface TrainingList {
+  trainings: TrainingSummary[]
+  active_id: string | null
+  cooldown_seconds: number
+}
+
+export type TrainingMethod = 'central' | 'federated'
+
+export interface ModelVersion {
+  version: string
+  created_at: string
+  method: TrainingMethod
+  accuracy: number
+  macro_f1: number
+  current: boolean
+}
+
+export interface ModelVersionList {
+  current: string | null
+  versions: ModelVersion[]
+}
+
+export interface FeedbackStats {
+  by_source: { llm: number; pseudo: number; human: number }
+  by_label: { positive: number; negative: number; neutral: number }
+  by_status: { accepted: number; held: number; rejected: number }
+  total: number
+}
+
+export const TERMINAL_STATUSES: readonly TrainingStatus[] = ['succeeded', 'failed', 'cancelled']
+
+export function isTerminal(status: TrainingStatus): boolean {
+  return TERMINAL_STATUSES.includes(status)
+}

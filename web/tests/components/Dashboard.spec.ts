@@ -1,0 +1,127 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import DashboardView from '@/views/DashboardView.vue'
+import TrainControl from '@/components/dashboard/TrainControl.vue'
+import RunDetail from '@/components/dashboard/RunDetail.vue'
+import ConfusionMatrix from '@/components/dashboard/ConfusionMatrix.vue'
+import VersionsTable from '@/components/dashboard/VersionsTable.vue'
+import { useAuthStore } from '@/stores/auth'
+import { useTrainingStore } from '@/stores/training'
+import { mountApp } from '../helpers/mount'
+import { json, mockFetch } from '../helpers/fetch'
+import { training, trainingSummary, user } from '../helpers/fixtures'
+
+// jsdom has no canvas: chart.js reports it cannot get a context and draws nothing.
+beforeEach(() => {
+  vi.spyOn(HTMLCanvasElement.prototype, 'getContext').mockReturnValue(null)
+  vi.spyOn(console, 'error').mockImplementation(() => undefined)
+})
+
+describe('dashboard access', () => {
+  it('politely turns away non-admins without calling admin endpoints', async () => {
+    const fetch = mockFetch()
+    useAuthStore().user = user({ admin: false })
+    const { wrapper } = await mountApp(DashboardView, { path: '/dashboard' })
+    expect(wrapper.get('[data-testid="admins-only"]').text()).toContain('Admins only')
+    expect(wrapper.find('[data-testid="train-button"]').exists()).toBe(false)
+    expect(fetch.calls).toHaveLength(0)
+  })
+
+  it('shows the panels to admins and lists the runs', async () => {
+    mockFetch()
+      .on('GET', '/v1/trainings', json({ trainings: [trainingSummary({ status: 'succeeded' }), trainingSummary({ id: 'run-0', status: 'failed' })], active_id: null, cooldown_seconds: 0 }))
+      .on('GET', /^\/v1\/trainings\/run-/, json(training({ status: 'succeeded' })))
+      .on('GET', '/v1/models', json({ current: null, versions: [] }))
+      .on('GET', '/v1/sentiment/model', json({ error: { code: 'no_model', message: 'none' } }, 503))
+      .on('GET', '/v1/sentiment/stats', json({ requests_total: 5, requests_per_second: 1.5, latency_ms: { p50: 2, p95: 4, p99: 8 }, model_version: null }))
+      .on('GET', '/v1/feedback/stats', json({ by_source: { llm: 1, pseudo: 2, human: 3 }, by_label: { positive: 4, negative: 2, neutral: 0 }, by_status: { accepted: 5, held: 1, rejected: 0 }, total: 6 }))
+    useAuthStore().user = user({ admin: true })
+    const { wrapper } = await mountApp(DashboardView, { path: '/dashboard' })
+    const rows = wrapper.findAll('[data-testid="training-run-row"]')
+    expect(rows.map((r) => r.attributes('data-status'))).toEqual(['succeeded', 'failed'])
+    expect(wrapper.get('[data-testid="train-button"]').attributes('disabled')).toBeUndefined()
+    expect(wrapper.get('[data-testid="inference-p95"]').text()).toContain('4')
+    expect(wrapper.get('[data-testid="feedback-stats"]').text()).toContain('6')
+    expect(wrapper.get('[data-testid="model-card"]').text()).toContain('No model is loaded')
+    wrapper.unmount()
+  })
+})
+
+describe('train button', () => {
+  beforeEach(() => vi.useFakeTimers())
+  afterEach(() => {
+    useTrainingStore().stopPolling()
+    vi.useRealTimers()
+  })
+
+  it('is disabled with a countdown during the cooldown', async () => {
+    const store = useTrainingStore()
+    store.setCooldown(65)
+    const { wrapper } = await mountApp(TrainControl)
+    const button = wrapper.get('[data-testid="train-button"]')
+    expect(button.attributes('disabled')).toBeDefined()
+    expect(button.text()).toBe('Available in 1m 05s')
+    await vi.advanceTimersByTimeAsync(6000)
+    expect(button.text()).toBe('Available in 59s')
+    await vi.advanceTimersByTimeAsync(59_000)
+    expect(button.attributes('disabled')).toBeUndefined()
+    expect(button.text()).toBe('Train now')
+  })
+
+  it('sends the chosen options and shows a 429 wait', async () => {
+    const fetch = mockFetch().on('POST', '/v1/trainings', json({ error: { code: 'cooldown', message: 'later' } }, 429, { 'Retry-After': '30' }))
+    const { wrapper } = await mountApp(TrainControl)
+    await wrapper.get('input[type="number"]').setValue('4')
+    await wrapper.get('[data-testid="train-button"]').trigger('click')
+    await vi.advanceTimersByTimeAsync(0)
+    expect(fetch.calls[0]!.body).toEqual({ workers: 4 })
+    expect(wrapper.get('[data-testid="train-button"]').text()).toBe('Available in 30s')
+  })
+})
+
+describe('run detail', () => {
+  it('puts the loss chart on a canvas with data-testid="loss-chart" and lists worker samples', async () => {
+    const { wrapper } = await mountApp(RunDetail, { props: { run: training({ status: 'running' }) } })
+    const canvas = wrapper.get('[data-testid="loss-chart"]')
+    expect(canvas.element.tagName).toBe('CANVAS')
+    expect(canvas.attributes('aria-label')).toBe('Loss per round')
+    expect(wrapper.get('[data-testid="worker-samples-chart"]').element.tagName).toBe('CANVAS')
+    expect(wrapper.get('[data-testid="round-table"]').text()).toContain('0.6100')
+    expect(wrapper.find('[data-testid="cancel-run"]').exists()).toBe(true)
+  })
+
+  it('offers no cancel for a finished run and shows its error', async () => {
+    const { wrapper } = await mountApp(RunDetail, { props: { run: training({ status: 'failed', error: 'worker w1 crashed' }) } })
+    expect(wrapper.find('[data-testid="cancel-run"]').exists()).toBe(false)
+    expect(wrapper.get('[data-testid="run-error"]').text()).toContain('worker w1 crashed')
+  })
+})
+
+describe('model tables', () => {
+  it('shades the confusion matrix by row share', async () => {
+    const { wrapper } = await mountApp(ConfusionMatrix, { props: { matrix: [[80, 20], [10, 90]], labels: ['negative', 'positive'] } })
+    const cells = wrapper.findAll('td')
+    expect(cells.map((c) => c.text())).toEqual(['80', '20', '10', '90'])
+    expect(cells[1]!.attributes('style')).toContain('--share: 0.2')
+  })
+
+  it('labels promote for newer and roll back for older versions', async () => {
+    const v = (version: string, day: number, current = false) => ({
+      version,
+      created_at: `2026-11-0${day}T00:00:00Z`,
+      method: 'federated' as const,
+      accuracy: 0.8,
+      macro_f1: 0.8,
+      current,
+    })
+    const { wrapper } = await mountApp(VersionsTable, {
+      props: { versions: [v('old', 1), v('cur', 2, true), v('new', 3)], promoting: null, error: null },
+    })
+    const rows = wrapper.findAll('[data-testid="version-row"]')
+    expect(rows.map((r) => r.attributes('data-version'))).toEqual(['new', 'cur', 'old'])
+    expect(rows[0]!.get('[data-testid="promote-button"]').text()).toBe('Promote')
+    expect(rows[1]!.find('[data-testid="promote-button"]').exists()).toBe(false)
+    expect(rows[2]!.get('[data-testid="promote-button"]').text()).toBe('Roll back')
+    await rows[2]!.get('[data-testid="promote-button"]').trigger('click')
+    expect(wrapper.emitted('promote')).toEqual([['old']])
+  })
+})

@@ -1,0 +1,69 @@
+import { describe, expect, it, vi } from 'vitest'
+import { debounce } from '@/lib/debounce'
+import { durationSeconds, formatDuration, formatPercent } from '@/lib/format'
+import { pageFromQuery, withPage } from '@/lib/paging'
+import { safeRedirect } from '@/lib/redirect'
+import { errorText } from '@/lib/errors'
+import { ApiError } from '@/api'
+import { createAppI18n } from '@/i18n'
+
+describe('lib', () => {
+  it('debounce calls once with the last arguments, and flush runs it now', () => {
+    vi.useFakeTimers()
+    const fn = vi.fn()
+    const d = debounce(fn, 300)
+    d('a')
+    d('b')
+    vi.advanceTimersByTime(299)
+    expect(fn).not.toHaveBeenCalled()
+    vi.advanceTimersByTime(1)
+    expect(fn).toHaveBeenCalledExactlyOnceWith('b')
+    d('c')
+    d.flush()
+    expect(fn).toHaveBeenLastCalledWith('c')
+    d('d')
+    d.cancel()
+    vi.advanceTimersByTime(1000)
+    expect(fn).toHaveBeenCalledTimes(2)
+    vi.useRealTimers()
+  })
+
+  it('formats percentages and durations', () => {
+    expect(formatPercent(0.934)).toBe('93%')
+    expect(formatPercent(0.08, 1)).toBe('8.0%')
+    expect(formatDuration(65)).toBe('1m 05s')
+    expect(formatDuration(9)).toBe('9s')
+    expect(formatDuration(null)).toBe('—')
+    expect(durationSeconds('2026-01-01T00:00:00Z', '2026-01-01T00:01:30Z')).toBe(90)
+    expect(durationSeconds(null, null)).toBeNull()
+  })
+
+  it('reads ?page= defensively', () => {
+    expect(pageFromQuery('3')).toBe(3)
+    expect(pageFromQuery(['2', '5'])).toBe(2)
+    expect(pageFromQuery('-1')).toBe(1)
+    expect(pageFromQuery('abc')).toBe(1)
+    expect(pageFromQuery(undefined)).toBe(1)
+    expect(withPage('/tag/x', 1)).toBe('/tag/x')
+    expect(withPage('/tag/x', 2)).toBe('/tag/x?page=2')
+  })
+
+  it('only follows local redirects', () => {
+    expect(safeRedirect('/article/a?x=1')).toBe('/article/a?x=1')
+    expect(safeRedirect('//evil.example')).toBe('/')
+    expect(safeRedirect('https://evil.example')).toBe('/')
+    expect(safeRedirect('/\\evil.example')).toBe('/')
+    expect(safeRedirect(null)).toBe('/')
+  })
+
+  it('translates known errors and falls back to the server message', () => {
+    const i18n = createAppI18n('zh-CN')
+    const { t, te } = i18n.global
+    const tr = (key: string, named?: Record<string, unknown>) => (named ? t(key, named) : t(key))
+    const has = (key: string) => te(key)
+    expect(errorText(new ApiError(503, 'whatever', 'down'), tr, has)).toBe('情感模型暂时不可用，请稍后再试。')
+    expect(errorText(new ApiError(429, 'cooldown', 'x', null, 12), tr, has)).toBe('请求过于频繁，请 12 秒后再试。')
+    expect(errorText(new ApiError(0, 'network_error', 'Failed to fetch'), tr, has)).toContain('无法连接服务器')
+    expect(errorText(new ApiError(422, 'text_empty', 'text must not be empty'), tr, has)).toBe('text must not be empty')
+  })
+})
