@@ -14,6 +14,9 @@ use crate::params::ParamSet;
 use crate::protocol::{RoundRecord, RunStatus, Task, UpdateHeader};
 use crate::strategy::ServerState;
 
+/// Attempts a round gets before the run fails.
+pub const MAX_ATTEMPTS: u32 = 10;
+
 /// Round settings the state machine needs.
 #[derive(Debug, Clone)]
 pub struct RoundRules {
@@ -66,6 +69,8 @@ pub enum Phase {
         selected: BTreeSet<String>,
         /// Updates received.
         updates: BTreeMap<String, Received>,
+        /// Selected workers whose update was refused (they are done for the round).
+        refused: BTreeSet<String>,
         /// When to stop waiting.
         deadline: Instant,
     },
@@ -215,7 +220,10 @@ impl Coordinator {
         }
         match &self.phase {
             Phase::Collecting {
-                selected, updates, ..
+                selected,
+                updates,
+                refused,
+                ..
             } => {
                 if !selected.contains(worker) {
                     Err(Refusal::new(
@@ -223,7 +231,7 @@ impl Coordinator {
                         "not_selected",
                         format!("worker {worker} is not selected for round {round}"),
                     ))
-                } else if updates.contains_key(worker) {
+                } else if updates.contains_key(worker) || refused.contains(worker) {
                     Err(Refusal::new(
                         409,
                         "duplicate_update",
@@ -238,6 +246,20 @@ impl Coordinator {
                 "round_not_open",
                 format!("round {round} is not collecting updates"),
             )),
+        }
+    }
+
+    /// Notes that `worker`'s update for the current round failed validation:
+    /// it will not send another, so the round need not wait for it.
+    pub fn refuse(&mut self, worker: &str) {
+        self.rejected += 1;
+        if let Phase::Collecting {
+            selected, refused, ..
+        } = &mut self.phase
+        {
+            if selected.contains(worker) {
+                refused.insert(worker.to_string());
+            }
         }
     }
 
@@ -282,6 +304,7 @@ impl Coordinator {
                 self.phase = Phase::Collecting {
                     selected,
                     updates: BTreeMap::new(),
+                    refused: BTreeSet::new(),
                     deadline: now + self.rules.deadline,
                 };
                 None
@@ -289,27 +312,37 @@ impl Coordinator {
             Phase::Collecting {
                 selected,
                 updates,
+                refused,
                 deadline,
             } => {
-                let complete = updates.len() == selected.len();
-                if complete || (now >= *deadline && updates.len() >= self.rules.min_clients.max(1))
-                {
+                let enough = updates.len() >= self.rules.min_clients.max(1);
+                let all_in = updates.len() + refused.len() >= selected.len();
+                if enough && (all_in || now >= *deadline) {
                     let taken = std::mem::take(updates).into_values().collect();
                     self.phase = Phase::Aggregating;
-                    Some(taken)
-                } else if now >= *deadline {
+                    return Some(taken);
+                }
+                if all_in || now >= *deadline {
+                    self.attempt += 1;
                     tracing::warn!(
                         round = self.round,
+                        attempt = self.attempt,
                         received = updates.len(),
                         needed = self.rules.min_clients,
-                        "round deadline passed without enough updates; retrying the round"
+                        "round ended without enough valid updates; retrying it"
                     );
-                    self.attempt += 1;
-                    self.phase = Phase::Waiting;
-                    None
-                } else {
-                    None
+                    if self.attempt >= MAX_ATTEMPTS {
+                        self.error = Some(format!(
+                            "round {} failed {MAX_ATTEMPTS} times without {} valid updates",
+                            self.round, self.rules.min_clients
+                        ));
+                        self.phase = Phase::Failed;
+                        self.finished_at = Some(now);
+                    } else {
+                        self.phase = Phase::Waiting;
+                    }
                 }
+                None
             }
             _ => None,
         }

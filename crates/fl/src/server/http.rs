@@ -22,8 +22,12 @@ use crate::protocol::{
 };
 use crate::wire::{self, WireSet};
 
-/// How long a task request waits for something to do before answering `wait`.
-const LONG_POLL: Duration = Duration::from_secs(20);
+/// How long a task request waits for something to do before answering
+/// `wait`: at most 20 s, and short enough that a waiting worker asks again
+/// well within its availability lease.
+fn long_poll(lease: Duration) -> Duration {
+    (lease / 3).clamp(Duration::from_millis(500), Duration::from_secs(20))
+}
 
 /// An error answer.
 #[derive(Debug)]
@@ -191,7 +195,7 @@ async fn task(
 ) -> ApiResult<Json<Task>> {
     let Query(q) = query?;
     let mut changed = shared.subscribe();
-    let give_up = tokio::time::Instant::now() + LONG_POLL;
+    let give_up = tokio::time::Instant::now() + long_poll(shared.config.rules.lease);
     loop {
         let task = {
             let mut c = shared.lock();
@@ -242,10 +246,16 @@ async fn update(
 ) -> ApiResult<Json<UpdateAccepted>> {
     let bytes = body.len();
     shared.metrics.upload_bytes.inc_by(bytes as u64);
-    let reject = |code: &'static str, message: String| -> ApiError {
+    let reject = |worker: Option<&str>, code: &'static str, message: String| -> ApiError {
         shared.metrics.rejected(code);
-        shared.lock().rejected += 1;
-        tracing::warn!(round, code, "update refused: {message}");
+        let mut c = shared.lock();
+        match worker {
+            Some(w) => c.refuse(w),
+            None => c.rejected += 1,
+        }
+        drop(c);
+        shared.notify();
+        tracing::warn!(round, worker, code, "update refused: {message}");
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
     };
     let decoded =
@@ -255,9 +265,10 @@ async fn update(
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
             })?;
     let (header, set): (UpdateHeader, WireSet) =
-        decoded.map_err(|e| reject("malformed_update", e.to_string()))?;
+        decoded.map_err(|e| reject(None, "malformed_update", e.to_string()))?;
     if header.round != round {
         return Err(reject(
+            None,
             "round_mismatch",
             format!("path says round {round}, body says {}", header.round),
         ));
@@ -269,17 +280,20 @@ async fn update(
             shared.metrics.rejected(r.code);
             ApiError::from(r)
         })?;
+    let w = Some(header.worker_id.as_str());
     if header.samples == 0 {
         return Err(reject(
+            w,
             "no_samples",
             "an update must carry at least one sample".into(),
         ));
     }
     let expected = shared.config.model.parameter_shapes();
     set.check_shapes(&expected)
-        .map_err(|e| reject("wrong_shape", e.to_string()))?;
+        .map_err(|e| reject(w, "wrong_shape", e.to_string()))?;
     if let Some(name) = set.first_non_finite() {
         return Err(reject(
+            w,
             "non_finite",
             format!("parameter {name} holds NaN or infinity"),
         ));
@@ -288,6 +302,7 @@ async fn update(
     let bound = shared.config.max_update_norm;
     if bound > 0.0 && norm > bound {
         return Err(reject(
+            w,
             "norm_exceeded",
             format!("update norm {norm:.3} exceeds the bound {bound}"),
         ));

@@ -300,23 +300,33 @@ impl Aggregator {
     }
 }
 
+fn state_header(
+    c: &Coordinator,
+    completed_round: u32,
+    history: Vec<RoundRecord>,
+    server: &ServerState,
+) -> persist::StateHeader {
+    persist::StateHeader {
+        run_id: c.run_id.clone(),
+        completed_round,
+        history,
+        optimizer: server.optimizer,
+        optimizer_step: server.step,
+        clients: c
+            .clients
+            .iter()
+            .map(|(id, info)| (id.clone(), info.samples))
+            .collect(),
+        version: c.version.clone(),
+    }
+}
+
+/// Persists the coordinator's current state.
 fn persist_now(shared: &Shared) -> Result<()> {
     let (header, global, server) = {
         let c = shared.lock();
         (
-            persist::StateHeader {
-                run_id: c.run_id.clone(),
-                completed_round: c.round - 1,
-                history: c.history.clone(),
-                optimizer: c.server.optimizer,
-                optimizer_step: c.server.step,
-                clients: c
-                    .clients
-                    .iter()
-                    .map(|(id, info)| (id.clone(), info.samples))
-                    .collect(),
-                version: c.version.clone(),
-            },
+            state_header(&c, c.round - 1, c.history.clone(), &c.server),
             c.global.clone(),
             c.server.clone(),
         )
@@ -434,8 +444,11 @@ fn finalize(shared: &Shared) -> Result<Option<String>> {
         best_epoch: rounds.len(),
         seed: cfg.local.seed,
         metrics,
+        // Epoch records need validation numbers; without validation data the
+        // per-round details live in `settings.federated.round_records` only.
         history: rounds
             .iter()
+            .filter(|r| r.val_accuracy.is_some())
             .map(|r| bloginfer_model::train::EpochRecord {
                 epoch: r.round as usize,
                 train_loss: r.train_loss.unwrap_or(f64::NAN),
@@ -550,14 +563,33 @@ async fn drive(shared: Arc<Shared>, stop: watch::Sender<bool>) {
                     if let Some(acc) = record.val_accuracy {
                         shared.metrics.validation_accuracy.set(acc);
                     }
+                    // Persist before the round becomes visible: a round anyone has
+                    // seen finished is never redone after a crash.
+                    let header = {
+                        let c = shared.lock();
+                        let mut history = c.history.clone();
+                        history.push(record.clone());
+                        state_header(&c, round, history, &server)
+                    };
+                    let (saver, to_save, server_copy) =
+                        (shared.clone(), next.clone(), server.clone());
+                    let saved = tokio::task::spawn_blocking(move || {
+                        persist::save(&saver.config.state_dir, &header, &to_save, &server_copy)
+                    })
+                    .await;
+                    match saved {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            fail(&shared, format!("cannot persist state: {e}"));
+                            continue;
+                        }
+                        Err(e) => {
+                            fail(&shared, format!("persist task failed: {e}"));
+                            continue;
+                        }
+                    }
                     shared.lock().complete_round(next, body, server, record);
                     shared.metrics.round.set(i64::from(round + 1));
-                    let saver = shared.clone();
-                    match tokio::task::spawn_blocking(move || persist_now(&saver)).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => fail(&shared, format!("cannot persist state: {e}")),
-                        Err(e) => fail(&shared, format!("persist task failed: {e}")),
-                    }
                     shared.notify();
                 }
                 Err(e) => fail(&shared, format!("round {round} failed: {e}")),

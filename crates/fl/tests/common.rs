@@ -1,0 +1,108 @@
+//! Shared set-up for the in-process aggregator tests.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use bloginfer_fl::client::{Fault, WorkerConfig};
+use bloginfer_fl::protocol::{LocalSettings, RunStatus};
+use bloginfer_fl::server::{Aggregator, AggregatorConfig, RoundRules};
+use bloginfer_fl::strategy::Strategy;
+use bloginfer_model::data::{self, Example};
+use bloginfer_model::train::build_vocab;
+use bloginfer_model::ModelConfig;
+use bloginfer_text::{Granularity, Vocab};
+
+/// A slice of the bundled corpus.
+pub fn corpus(n: usize) -> Vec<Example> {
+    data::bundled_corpus().into_iter().take(n).collect()
+}
+
+/// A small model over `examples`' vocabulary.
+pub fn small_model(examples: &[Example], dropout: f32) -> (ModelConfig, Vocab) {
+    let vocab = build_vocab(examples, Granularity::Word, 1, 2000);
+    let config = ModelConfig {
+        vocab_size: vocab.len(),
+        embed_dim: 16,
+        hidden_dim: 16,
+        dropout,
+        embed_dropout: dropout,
+        max_len: 64,
+        ..ModelConfig::default()
+    };
+    (config, vocab)
+}
+
+/// An aggregator configuration for tests (no validation data).
+pub fn config(
+    model: ModelConfig,
+    vocab: Vocab,
+    strategy: Strategy,
+    local: LocalSettings,
+    rounds: u32,
+    min_clients: usize,
+    dir: &Path,
+) -> AggregatorConfig {
+    AggregatorConfig {
+        run_id: "test-run".into(),
+        token: "test-token".into(),
+        model,
+        vocab,
+        initial: None,
+        embed_init_std: 1.0,
+        strategy,
+        local,
+        rules: RoundRules {
+            rounds,
+            min_clients,
+            min_available: min_clients,
+            fraction: 1.0,
+            deadline: Duration::from_secs(60),
+            lease: Duration::from_secs(30),
+            seed: 7,
+        },
+        max_update_norm: 0.0,
+        upload_dtype: bloginfer_fl::wire::WireDtype::F32,
+        validation: Vec::new(),
+        state_dir: dir.join("state"),
+        models_dir: Some(dir.join("models")),
+        promote: true,
+        linger: Duration::from_secs(5),
+        max_body_bytes: 64 << 20,
+        threads: 1,
+        data_fingerprint: None,
+        settings: serde_json::Value::Null,
+    }
+}
+
+/// Serves `config` on a loopback port; returns its base URL and the serve task.
+pub async fn start(
+    config: AggregatorConfig,
+) -> (
+    String,
+    tokio::task::JoinHandle<bloginfer_fl::Result<RunStatus>>,
+) {
+    let aggregator = Aggregator::build(config).expect("aggregator builds");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    let task = tokio::spawn(aggregator.serve(listener, std::future::pending()));
+    (url, task)
+}
+
+/// A worker over `shard` (written to `dir`).
+pub fn worker(url: &str, id: &str, shard: &[Example], dir: &Path) -> WorkerConfig {
+    let path = dir.join(format!("shard-{id}.tsv"));
+    bloginfer_fl::partition::write_tsv(&path, shard).expect("write shard");
+    WorkerConfig {
+        aggregator: url.to_string(),
+        token: "test-token".into(),
+        worker_id: id.to_string(),
+        shard: path,
+        threads: 1,
+        max_unreachable: Duration::from_secs(10),
+        fault: Fault::None,
+    }
+}

@@ -1,0 +1,235 @@
+//! The aggregator's HTTP contract: authentication, validation of requests
+//! and updates, late and duplicate updates, metrics.
+
+mod common;
+
+use bloginfer_fl::params::ParamSet;
+use bloginfer_fl::protocol::{LocalSettings, UpdateHeader, SPARSE_PARAMS, UPDATE_KIND};
+use bloginfer_fl::strategy::{Strategy, StrategyKind, StrategyOptions};
+use bloginfer_fl::wire::{encode, WireDtype, WireSet};
+use serde_json::{json, Value};
+
+fn update_body(
+    model: &bloginfer_model::ModelConfig,
+    worker: &str,
+    round: u32,
+    value: f32,
+) -> Vec<u8> {
+    let mut delta = ParamSet::zeros(model);
+    if let Some(p) = delta.0.get_mut("fc.bias") {
+        p.values.fill(value);
+    }
+    let header = UpdateHeader {
+        run_id: "test-run".into(),
+        round,
+        worker_id: worker.into(),
+        samples: 10,
+        train_loss: 0.5,
+        steps: 1,
+        train_seconds: 0.1,
+    };
+    encode(
+        UPDATE_KIND,
+        &header,
+        &WireSet::from_params(delta, &SPARSE_PARAMS),
+        WireDtype::F32,
+    )
+    .expect("encode")
+}
+
+async fn error_code(resp: reqwest::Response) -> (u16, String) {
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.expect("JSON error body");
+    (
+        status,
+        body["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_aggregator_refuses_bad_requests_with_clear_statuses() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let examples = common::corpus(50);
+    let (model, vocab) = common::small_model(&examples, 0.0);
+    let local = LocalSettings {
+        batch_size: 8,
+        clip_norm: 0.0,
+        token_dropout: 0.0,
+        seed: 1,
+    };
+    let strategy =
+        Strategy::new(StrategyKind::FedAvg, &StrategyOptions::default()).expect("strategy");
+    let mut config = common::config(model.clone(), vocab, strategy, local, 2, 1, dir.path());
+    config.rules.min_available = 2;
+    config.max_update_norm = 100.0;
+    let (url, _server) = common::start(config).await;
+    let http = reqwest::Client::new();
+    let authed = |req: reqwest::RequestBuilder| req.bearer_auth("test-token");
+
+    let resp = http
+        .post(format!("{url}/v1/register"))
+        .json(&json!({"worker_id": "a", "samples": 5}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(error_code(resp).await, (401, "unauthorized".into()));
+    let resp = http
+        .get(format!("{url}/v1/status"))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status().as_u16(), 401);
+
+    let resp = authed(http.post(format!("{url}/v1/register")))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(error_code(resp).await.0, 400);
+    let resp = authed(http.post(format!("{url}/v1/register")))
+        .json(&json!({"worker_id": "a b/c", "samples": 5}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(error_code(resp).await, (422, "invalid_worker_id".into()));
+    let resp = authed(http.post(format!("{url}/v1/register")))
+        .json(&json!({"worker_id": "a", "samples": 0}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(error_code(resp).await, (422, "empty_shard".into()));
+
+    for worker in ["a", "b"] {
+        let resp = authed(http.post(format!("{url}/v1/register")))
+            .json(&json!({"worker_id": worker, "samples": 10}))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(resp.status().as_u16(), 200);
+        let plan: Value = resp.json().await.expect("plan");
+        assert_eq!(plan["run_id"], "test-run");
+        assert!(plan.get("vocab").is_some());
+    }
+    let task: Value = authed(http.get(format!("{url}/v1/task?worker_id=a")))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("task");
+    assert_eq!(task, json!({"action": "train", "round": 1}));
+    let resp = authed(http.get(format!("{url}/v1/rounds/2/weights")))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(error_code(resp).await, (409, "future_round".into()));
+    let resp = authed(http.get(format!("{url}/v1/rounds/1/weights")))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status().as_u16(), 200);
+
+    let post = |body: Vec<u8>, round: u32| {
+        authed(http.post(format!("{url}/v1/rounds/{round}/update")))
+            .body(body)
+            .send()
+    };
+    let resp = post(b"garbage".to_vec(), 1).await.expect("send");
+    assert_eq!(error_code(resp).await, (422, "malformed_update".into()));
+    let resp = post(update_body(&model, "a", 1, f32::NAN), 1)
+        .await
+        .expect("send");
+    assert_eq!(error_code(resp).await, (422, "non_finite".into()));
+    let resp = post(update_body(&model, "a", 1, 0.1), 1)
+        .await
+        .expect("send");
+    assert_eq!(
+        error_code(resp).await,
+        (409, "duplicate_update".into()),
+        "a refused worker is done for the round"
+    );
+    let resp = post(update_body(&model, "z", 1, 0.1), 1)
+        .await
+        .expect("send");
+    assert_eq!(error_code(resp).await, (409, "not_selected".into()));
+    let resp = post(update_body(&model, "b", 1, 1000.0), 1)
+        .await
+        .expect("send");
+    assert_eq!(error_code(resp).await, (422, "norm_exceeded".into()));
+
+    // Both selected workers were refused: the round starts over with a new selection.
+    let task: Value = authed(http.get(format!("{url}/v1/task?worker_id=b")))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("task");
+    assert_eq!(task, json!({"action": "train", "round": 1}));
+    let resp = post(update_body(&model, "b", 1, 0.1), 1)
+        .await
+        .expect("send");
+    assert_eq!(resp.status().as_u16(), 200);
+    let resp = post(update_body(&model, "a", 1, 0.1), 1)
+        .await
+        .expect("send");
+    assert_eq!(resp.status().as_u16(), 200);
+    // Wait for round 2 to open, then a round-1 update is late.
+    let task: Value = authed(http.get(format!("{url}/v1/task?worker_id=a")))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("task");
+    assert_eq!(task, json!({"action": "train", "round": 2}));
+    let resp = post(update_body(&model, "b", 1, 0.1), 1)
+        .await
+        .expect("send");
+    assert_eq!(error_code(resp).await, (409, "stale_round".into()));
+
+    let status: Value = authed(http.get(format!("{url}/v1/status")))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("status");
+    let round1 = &status["history"][0];
+    assert_eq!(round1["round"], 1);
+    assert_eq!(round1["clients"], 2);
+    assert_eq!(round1["attempts"], 2);
+    let metrics = http
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .expect("send")
+        .text()
+        .await
+        .expect("text");
+    for line in [
+        "bloginfer_fl_updates_rejected_total{reason=\"non_finite\"} 1",
+        "bloginfer_fl_updates_rejected_total{reason=\"norm_exceeded\"} 1",
+        "bloginfer_fl_updates_rejected_total{reason=\"stale_round\"} 1",
+        "bloginfer_fl_updates_accepted_total 2",
+    ] {
+        assert!(metrics.contains(line), "missing {line:?} in\n{metrics}");
+    }
+    let resp = http
+        .get(format!("{url}/healthz"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status().as_u16(), 200);
+    let resp = http
+        .get(format!("{url}/nowhere"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(error_code(resp).await, (404, "not_found".into()));
+}
