@@ -15,7 +15,23 @@ log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --workspace --release --locked --lib --bins --tests 2>&1 | tee "$log" || status=$?
-# One closing line over all test binaries (cargo prints one per binary).
-awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' \
-    "$log" | sed 's/;//g'
+
+# The web app's unit tests (vitest), from the lock file.
+if ! command -v npm >/dev/null 2>&1; then
+    echo "npm not found: install Node.js 20 or newer" >&2
+    exit 1
+fi
+(
+    cd web
+    if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+        npm ci --no-audit --no-fund --loglevel=error
+    fi
+    npx vitest run --reporter=default 2>&1
+) | tee -a "$log" || status=$?
+
+# One closing line over all test binaries (cargo prints one per binary, vitest one in all).
+sed 's/\x1b\[[0-9;]*m//g' "$log" | awk '
+    /^test result:/ { p += $4; f += $6 }
+    /^ *Tests +[0-9]/ { for (i = 2; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+    END { printf "tests: %d passed, %d failed\n", p, f }' | sed 's/;//g'
 exit "$status"

@@ -33,8 +33,8 @@ pub enum Fault {
     Nan,
     /// Multiply every update by this factor.
     Scale(f32),
-    /// Send the negated update (a sign-flipping attacker).
-    SignFlip,
+    /// Send the update negated and multiplied by this factor (a sign-flipping attacker).
+    SignFlip(f32),
 }
 
 impl FromStr for Fault {
@@ -43,13 +43,17 @@ impl FromStr for Fault {
         match s.split_once(':') {
             None if s == "none" => Ok(Self::None),
             None if s == "nan" => Ok(Self::Nan),
-            None if s == "sign-flip" => Ok(Self::SignFlip),
+            None if s == "sign-flip" => Ok(Self::SignFlip(1.0)),
+            Some(("sign-flip", f)) => f
+                .parse()
+                .map(Self::SignFlip)
+                .map_err(|_| format!("invalid factor {f:?}")),
             Some(("scale", f)) => f
                 .parse()
                 .map(Self::Scale)
                 .map_err(|_| format!("invalid scale {f:?}")),
             _ => Err(format!(
-                "unknown fault {s:?} (expected none, nan, scale:FACTOR or sign-flip)"
+                "unknown fault {s:?} (expected none, nan, scale:FACTOR or sign-flip[:FACTOR])"
             )),
         }
     }
@@ -188,7 +192,7 @@ fn apply_fault(update: &mut ParamSet, fault: Fault) {
         Fault::None => return,
         Fault::Nan => Box::new(|_| f32::NAN),
         Fault::Scale(k) => Box::new(move |v| v * k),
-        Fault::SignFlip => Box::new(|v| -v),
+        Fault::SignFlip(k) => Box::new(move |v| -k * v),
     };
     update
         .0

@@ -34,23 +34,32 @@ pub struct RunFiles {
     pub shard_sizes: Vec<usize>,
 }
 
+/// How training data is cut into worker shards.
+#[derive(Debug, Clone, Copy)]
+pub struct Sharding {
+    /// Number of workers (one shard each).
+    pub workers: usize,
+    /// IID or Dirichlet.
+    pub partition: Partition,
+    /// Seed of the stable keys and the Dirichlet draws.
+    pub seed: u64,
+}
+
 /// Writes shards, validation data, vocabulary and model config into `dir`.
-/// The vocabulary is built here, by the data owner that makes the shards,
-/// and shipped to workers as part of the model.
+/// The vocabulary comes from the data owner that makes the shards (the
+/// launcher or orchestrator) and is shipped to workers as part of the model.
 pub fn prepare(
     dir: &Path,
     train: &[Example],
     validation: &[Example],
     vocab: &Vocab,
     model: &ModelConfig,
-    workers: usize,
-    how: Partition,
-    seed: u64,
+    sharding: Sharding,
 ) -> Result<RunFiles> {
     std::fs::create_dir_all(dir)
         .map_err(|e| FlError::io(format!("cannot create {}", dir.display()), e))?;
-    let shards = partition(train, workers, how, seed)?;
-    let mut paths = Vec::with_capacity(workers);
+    let shards = partition(train, sharding.workers, sharding.partition, sharding.seed)?;
+    let mut paths = Vec::with_capacity(sharding.workers);
     for (i, shard) in shards.iter().enumerate() {
         let path = dir.join(format!("shard-{i}.tsv"));
         write_tsv(&path, shard)?;

@@ -235,24 +235,30 @@ impl Strategy {
             if epochs == 0 {
                 return bad("local epochs must be at least 1".into());
             }
-            if !(learning_rate > 0.0) || !(prox_mu >= 0.0) {
+            let valid = positive(learning_rate) && prox_mu.is_finite() && prox_mu >= 0.0;
+            if !valid {
                 return bad("local learning rate must be > 0 and mu >= 0".into());
             }
         }
         match self.server {
             ServerOptimizer::Sgd { lr, momentum }
-                if !(lr > 0.0) || !(0.0..1.0).contains(&momentum) =>
+                if !positive(lr) || !(0.0..1.0).contains(&momentum) =>
             {
                 bad(format!(
                     "server lr must be > 0 and momentum in [0, 1), got {lr}, {momentum}"
                 ))
             }
-            ServerOptimizer::Adam { lr, .. } if !(lr > 0.0) => {
+            ServerOptimizer::Adam { lr, .. } if !positive(lr) => {
                 bad(format!("server lr must be > 0, got {lr}"))
             }
             _ => Ok(()),
         }
     }
+}
+
+/// True for finite values above zero (false for NaN).
+fn positive(x: f64) -> bool {
+    x.is_finite() && x > 0.0
 }
 
 /// One client's contribution to a round.
@@ -272,7 +278,7 @@ pub fn combine(aggregation: Aggregation, contributions: &[Contribution<'_>]) -> 
     match aggregation {
         Aggregation::Mean => {
             let total: f64 = contributions.iter().map(|c| c.samples as f64).sum();
-            if !(total > 0.0) {
+            if !positive(total) {
                 return Err(FlError::Invalid("updates carry no samples".into()));
             }
             for (name, param) in out.0.iter_mut() {

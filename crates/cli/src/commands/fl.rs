@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
-use bloginfer_fl::launcher::{launch, prepare, random_token, Launch, LaunchProgress};
+use bloginfer_fl::launcher::{launch, prepare, random_token, Launch, LaunchProgress, Sharding};
 use bloginfer_fl::partition::Partition;
 use bloginfer_fl::protocol::RunStatus;
 use bloginfer_model::data;
@@ -20,7 +20,7 @@ use super::args::{ModelArgs, RunArgs};
 #[derive(Subcommand)]
 pub enum FlCommand {
     /// Run a federated training locally: aggregator and workers as child processes.
-    Run(FlRunArgs),
+    Run(Box<FlRunArgs>),
 }
 
 /// Flags of `bloginfer fl run`.
@@ -76,14 +76,20 @@ impl LaunchProgress for RoundBar {
         let done = s.history.iter().filter(|r| r.round > 0).count() as u32;
         if u64::from(done) > self.bar.position() {
             if let Some(r) = s.history.last() {
-                self.bar.println(format!(
+                let line = format!(
                     "round {:>3}: {} clients  train loss {}  val accuracy {}  ({:.1} s)",
                     r.round,
                     r.clients,
                     fmt_opt(r.train_loss),
                     fmt_opt(r.val_accuracy),
                     r.seconds
-                ));
+                );
+                // indicatif drops println when stderr is not a terminal (logs, CI).
+                if self.bar.is_hidden() {
+                    eprintln!("{line}");
+                } else {
+                    self.bar.println(line);
+                }
             }
         }
         self.bar.set_position(u64::from(done));
@@ -125,6 +131,7 @@ fn run_id() -> String {
 /// Runs `bloginfer fl ...`.
 pub fn run(models_dir: &Path, threads: usize, command: FlCommand) -> Result<()> {
     let FlCommand::Run(args) = command;
+    let args = *args;
     anyhow::ensure!(args.workers > 0, "--workers must be at least 1");
     let examples = match &args.data {
         Some(path) => data::read_tsv(path)?,
@@ -151,16 +158,12 @@ pub fn run(models_dir: &Path, threads: usize, command: FlCommand) -> Result<()> 
         .work_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from("./var/fl").join(&run_id));
-    let files = prepare(
-        &dir,
-        &train,
-        &validation,
-        &vocab,
-        &model,
-        args.workers,
-        args.partition,
-        args.run.seed,
-    )?;
+    let sharding = Sharding {
+        workers: args.workers,
+        partition: args.partition,
+        seed: args.run.seed,
+    };
+    let files = prepare(&dir, &train, &validation, &vocab, &model, sharding)?;
     eprintln!(
         "run {run_id}: {} workers ({} partition, shards of {:?} examples), {} rounds of {}, validating on {} examples; logs in {}",
         args.workers,

@@ -25,7 +25,7 @@ pub struct WorkerArgs {
     /// Give up after the aggregator has been unreachable this long.
     #[arg(long, env = "FL_MAX_UNREACHABLE", default_value = "2m", value_parser = humantime::parse_duration)]
     max_unreachable: Duration,
-    /// Misbehave on purpose, to test the aggregator's defences: nan, scale:FACTOR or sign-flip.
+    /// Misbehave on purpose, to test the aggregator's defences: nan, scale:FACTOR or sign-flip[:FACTOR].
     #[arg(long, default_value = "none")]
     fault: Fault,
 }

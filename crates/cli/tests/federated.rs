@@ -1,0 +1,582 @@
+//! Federated training as real processes on loopback: the launcher, aggregator
+//! restarts, dying workers, hostile workers, and what crosses the wire.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bloginfer_fl::launcher::{prepare, RunFiles, Sharding};
+use bloginfer_fl::partition::Partition;
+use bloginfer_model::data::{self, Example};
+use bloginfer_model::train::build_vocab;
+use bloginfer_model::{ModelConfig, Registry};
+use bloginfer_text::{Encoder, Granularity};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_bloginfer");
+const TOKEN: &str = "process-test-token";
+/// Guards against hangs; never a performance assertion.
+const PATIENCE: Duration = Duration::from_secs(240);
+
+/// A child process killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Proc {
+    fn wait_exit(&mut self) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.0.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(start.elapsed() < PATIENCE, "process did not exit");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn spawn(args: &[String], log: &Path) -> Proc {
+    let out = std::fs::File::create(log).expect("log file");
+    let err = out.try_clone().expect("log handle");
+    let child = Command::new(BIN)
+        .args(args)
+        .env("FL_RUN_TOKEN", TOKEN)
+        .env_remove("MODEL_DIR")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .expect("start bloginfer");
+    Proc(child)
+}
+
+/// A prepared run: shards, validation data, vocabulary, model config.
+struct Fed {
+    dir: tempfile::TempDir,
+    files: RunFiles,
+}
+
+fn corpus_split(train_n: usize) -> (Vec<Example>, Vec<Example>) {
+    let (train, val) = data::split(
+        data::bundled_corpus(),
+        data::VALIDATION_FRACTION,
+        data::VALIDATION_SEED,
+    );
+    (train.into_iter().take(train_n).collect(), val)
+}
+
+fn small_model() -> ModelConfig {
+    ModelConfig {
+        vocab_size: 3000,
+        embed_dim: 32,
+        hidden_dim: 32,
+        max_len: 128,
+        ..ModelConfig::default()
+    }
+}
+
+impl Fed {
+    fn new(workers: usize, train_n: usize) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (train, validation) = corpus_split(train_n);
+        let model = small_model();
+        let vocab = build_vocab(&train, Granularity::Word, 2, model.vocab_size);
+        let sharding = Sharding {
+            workers,
+            partition: Partition::Iid,
+            seed: 42,
+        };
+        let files = prepare(
+            &dir.path().join("run"),
+            &train,
+            &validation,
+            &vocab,
+            &model,
+            sharding,
+        )
+        .expect("prepare shards");
+        Self { dir, files }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn aggregator(&self, listen: &str, extra: &[&str], log: &str) -> (Proc, SocketAddr) {
+        let addr_file = self.path("aggregator.addr");
+        let _ = std::fs::remove_file(&addr_file);
+        let s = |p: &Path| p.display().to_string();
+        let mut args: Vec<String> = vec![
+            "--models-dir".into(),
+            s(&self.path("models")),
+            "aggregator".into(),
+            format!("--listen={listen}"),
+            format!("--addr-file={}", s(&addr_file)),
+            format!("--result-file={}", s(&self.path("result.json"))),
+            "--run-id=process-test".into(),
+            format!("--model-config={}", s(&self.files.model_config)),
+            format!("--vocab={}", s(&self.files.vocab)),
+            format!("--validation={}", s(&self.files.validation)),
+            format!("--state-dir={}", s(&self.path("state"))),
+            "--local-epochs=2".into(),
+            "--local-lr=0.01".into(),
+            "--batch-size=32".into(),
+            "--linger=5s".into(),
+            "--client-lease=5s".into(),
+            "--promote".into(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let mut proc = spawn(&args, &self.path(log));
+        let start = Instant::now();
+        let addr = loop {
+            if let Ok(text) = std::fs::read_to_string(&addr_file) {
+                if let Ok(addr) = text.trim().parse() {
+                    break addr;
+                }
+            }
+            if let Some(status) = proc.0.try_wait().expect("try_wait") {
+                panic!("aggregator exited at start ({status}):\n{}", self.log(log));
+            }
+            assert!(start.elapsed() < PATIENCE, "aggregator did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        (proc, addr)
+    }
+
+    fn worker(&self, url: &str, i: usize, fault: &str) -> Proc {
+        let args: Vec<String> = vec![
+            "worker".into(),
+            format!("--aggregator={url}"),
+            format!("--worker-id={i}"),
+            format!("--shard={}", self.files.shards[i].display()),
+            format!("--fault={fault}"),
+            "--max-unreachable=60s".into(),
+        ];
+        spawn(&args, &self.path(&format!("worker-{i}.log")))
+    }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(name)).unwrap_or_default()
+    }
+
+    fn result(&self) -> Value {
+        let raw = std::fs::read_to_string(self.path("result.json")).expect("result file");
+        serde_json::from_str(&raw).expect("result JSON")
+    }
+}
+
+/// A GET over plain HTTP/1.1 (the aggregator speaks HTTP/1.1 and h2c).
+fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_string()))
+}
+
+fn status(addr: SocketAddr) -> Option<Value> {
+    let (code, body) = http_get(addr, "/v1/status")?;
+    (code == 200)
+        .then(|| serde_json::from_str(&body).ok())
+        .flatten()
+}
+
+fn wait_for_status(addr: SocketAddr, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = status(addr) {
+            if pred(&s) {
+                return s;
+            }
+        }
+        assert!(start.elapsed() < PATIENCE, "never saw {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+fn finished_rounds(status: &Value) -> Vec<u64> {
+    status["history"]
+        .as_array()
+        .map(|h| h.iter().filter_map(|r| r["round"].as_u64()).collect())
+        .unwrap_or_default()
+}
+
+fn accuracy(record: &Value) -> f64 {
+    record["val_accuracy"]
+        .as_f64()
+        .expect("validation accuracy")
+}
+
+fn history(result: &Value) -> Vec<Value> {
+    result["history"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn fl_run_trains_two_workers_for_three_rounds_and_stores_the_model() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let models = dir.path().join("models");
+    let work = dir.path().join("work");
+    let out = Command::new(BIN)
+        .args(["--models-dir", models.to_str().expect("utf-8")])
+        .args([
+            "fl",
+            "run",
+            "--workers",
+            "2",
+            "--rounds",
+            "3",
+            "--partition",
+            "iid",
+            "--strategy",
+            "fedavg",
+        ])
+        .args([
+            "--limit",
+            "2000",
+            "--embed-dim",
+            "32",
+            "--hidden-dim",
+            "32",
+            "--vocab-size",
+            "3000",
+        ])
+        .args([
+            "--local-epochs",
+            "2",
+            "--local-lr",
+            "0.01",
+            "--work-dir",
+            work.to_str().expect("utf-8"),
+        ])
+        .env_remove("MODEL_DIR")
+        .output()
+        .expect("run bloginfer fl run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "fl run failed: {stderr}");
+    let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let registry = Registry::open(&models).expect("registry");
+    assert_eq!(
+        registry.current().expect("current").as_deref(),
+        Some(version.as_str())
+    );
+    let checkpoint = registry.load(&version).expect("load the new version");
+    assert_eq!(checkpoint.metadata.method, "federated");
+    let records = checkpoint.metadata.settings["federated"]["round_records"]
+        .as_array()
+        .cloned()
+        .expect("round records");
+    let rounds: Vec<u64> = records.iter().filter_map(|r| r["round"].as_u64()).collect();
+    assert_eq!(rounds, vec![0, 1, 2, 3]);
+    assert!(records[1..].iter().all(|r| r["clients"] == 2));
+    let (first, last) = (accuracy(&records[0]), accuracy(&records[3]));
+    assert!(last > first + 0.05, "validation accuracy {first} -> {last}");
+    let metrics = checkpoint.metadata.metrics.expect("final metrics");
+    assert!((metrics.accuracy - last).abs() < 1e-9);
+    assert_eq!(checkpoint.metadata.history.len(), 3);
+    assert!(
+        !work.join("shard-0.tsv").exists(),
+        "shards are removed after a successful run"
+    );
+    assert!(work.join("aggregator.log").exists() && work.join("worker-1.log").exists());
+}
+
+#[test]
+fn a_killed_aggregator_resumes_without_redoing_finished_rounds() {
+    let fed = Fed::new(2, 2000);
+    let (mut aggregator, addr) = fed.aggregator(
+        "127.0.0.1:0",
+        &["--rounds=6", "--min-clients=2"],
+        "aggregator-1.log",
+    );
+    let url = format!("http://{addr}");
+    let mut workers: Vec<Proc> = (0..2).map(|i| fed.worker(&url, i, "none")).collect();
+    let seen = wait_for_status(addr, "round 2 finished", |s| {
+        finished_rounds(s).contains(&2)
+    });
+    aggregator.0.kill().expect("SIGKILL the aggregator");
+    aggregator.0.wait().expect("reap");
+    let before: Vec<Value> = history(&seen);
+
+    let (mut restarted, _) = fed.aggregator(
+        &addr.to_string(),
+        &["--rounds=6", "--min-clients=2"],
+        "aggregator-2.log",
+    );
+    assert!(
+        restarted.wait_exit().success(),
+        "restarted aggregator failed:\n{}",
+        fed.log("aggregator-2.log")
+    );
+    for (i, w) in workers.iter_mut().enumerate() {
+        assert!(
+            w.wait_exit().success(),
+            "worker {i} failed:\n{}",
+            fed.log(&format!("worker-{i}.log"))
+        );
+    }
+    assert!(fed
+        .log("aggregator-2.log")
+        .contains("resuming from saved state"));
+    let result = fed.result();
+    let after = history(&result);
+    let rounds: Vec<u64> = after.iter().filter_map(|r| r["round"].as_u64()).collect();
+    assert_eq!(
+        rounds,
+        vec![0, 1, 2, 3, 4, 5, 6],
+        "every round exactly once"
+    );
+    for record in &before {
+        let round = record["round"].as_u64().expect("round") as usize;
+        assert_eq!(
+            &after[round], record,
+            "round {round} was redone after the restart"
+        );
+    }
+    assert!(result["version"].is_string());
+}
+
+#[test]
+fn the_run_completes_when_a_worker_dies_mid_round() {
+    let fed = Fed::new(3, 2400);
+    let (mut aggregator, addr) = fed.aggregator(
+        "127.0.0.1:0",
+        &["--rounds=4", "--min-clients=2", "--round-deadline=3s"],
+        "aggregator.log",
+    );
+    let url = format!("http://{addr}");
+    let mut workers: Vec<Proc> = (0..3).map(|i| fed.worker(&url, i, "none")).collect();
+    wait_for_status(addr, "round 2 training", |s| {
+        s["round"] == 2 && s["phase"] == "training"
+    });
+    workers[2].0.kill().expect("kill worker 2");
+    assert!(
+        aggregator.wait_exit().success(),
+        "aggregator failed:\n{}",
+        fed.log("aggregator.log")
+    );
+    for (i, worker) in workers.iter_mut().take(2).enumerate() {
+        assert!(worker.wait_exit().success(), "worker {i} failed");
+    }
+    let after = history(&fed.result());
+    let rounds: Vec<u64> = after.iter().filter_map(|r| r["round"].as_u64()).collect();
+    assert_eq!(rounds, vec![0, 1, 2, 3, 4]);
+    assert_eq!(
+        after[4]["clients"], 2,
+        "the last round aggregates the two survivors"
+    );
+    assert!(accuracy(&after[4]) > accuracy(&after[0]));
+}
+
+#[test]
+fn nan_and_oversized_updates_are_refused_and_counted() {
+    let fed = Fed::new(4, 2000);
+    let (mut aggregator, addr) = fed.aggregator(
+        "127.0.0.1:0",
+        &[
+            "--rounds=3",
+            "--min-clients=2",
+            "--min-available=4",
+            "--max-update-norm=200",
+        ],
+        "aggregator.log",
+    );
+    let url = format!("http://{addr}");
+    let faults = ["none", "none", "nan", "scale:1000"];
+    let _workers: Vec<Proc> = faults
+        .iter()
+        .enumerate()
+        .map(|(i, f)| fed.worker(&url, i, f))
+        .collect();
+    wait_for_status(addr, "round 1 finished", |s| {
+        finished_rounds(s).contains(&1)
+    });
+    let (_, metrics) = http_get(addr, "/metrics").expect("metrics");
+    for reason in ["non_finite", "norm_exceeded"] {
+        let line = metrics
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!(
+                    "bloginfer_fl_updates_rejected_total{{reason=\"{reason}\"}}"
+                ))
+            })
+            .unwrap_or_else(|| panic!("no {reason} counter in\n{metrics}"));
+        let count: f64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .expect("count");
+        assert!(count >= 1.0, "{line}");
+    }
+    assert!(
+        aggregator.wait_exit().success(),
+        "aggregator failed:\n{}",
+        fed.log("aggregator.log")
+    );
+    let after = history(&fed.result());
+    for record in &after[1..] {
+        assert_eq!(
+            record["clients"], 2,
+            "only the honest workers are averaged: {record}"
+        );
+        assert_eq!(record["rejected"], 2, "{record}");
+    }
+    assert!(accuracy(&after[3]) > accuracy(&after[0]) + 0.05);
+}
+
+/// Eight honest workers and one attacker: coordinate-wise robust statistics
+/// are biased by one order statistic under attack, which matters less the
+/// more honest updates there are.
+const WORKERS: usize = 9;
+
+fn run_nine(aggregation: &str, attacker: bool) -> f64 {
+    let fed = Fed::new(WORKERS, 5400);
+    let extra = [
+        format!("--aggregation={aggregation}"),
+        "--rounds=10".into(),
+        format!("--min-clients={WORKERS}"),
+    ];
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let (mut aggregator, addr) = fed.aggregator("127.0.0.1:0", &extra, "aggregator.log");
+    let url = format!("http://{addr}");
+    // The attacker sends its update negated and magnified: enough to cancel
+    // the eight honest updates under a plain mean.
+    let _workers: Vec<Proc> = (0..WORKERS)
+        .map(|i| {
+            fed.worker(
+                &url,
+                i,
+                if attacker && i == 0 {
+                    "sign-flip:8"
+                } else {
+                    "none"
+                },
+            )
+        })
+        .collect();
+    assert!(
+        aggregator.wait_exit().success(),
+        "aggregator failed:\n{}",
+        fed.log("aggregator.log")
+    );
+    let after = history(&fed.result());
+    accuracy(after.last().expect("rounds"))
+}
+
+#[test]
+fn median_and_trimmed_mean_resist_a_sign_flipping_worker() {
+    let clean_mean = run_nine("mean", false);
+    let attacked_mean = run_nine("mean", true);
+    let mut report = format!("mean: clean {clean_mean:.4}, attacked {attacked_mean:.4}");
+    // The attack is real: it wrecks the plain mean.
+    assert!(attacked_mean < clean_mean - 0.05, "{report}");
+    for robust in ["median", "trimmed-mean:0.3"] {
+        let clean = run_nine(robust, false);
+        let attacked = run_nine(robust, true);
+        report += &format!("; {robust}: clean {clean:.4}, attacked {attacked:.4}");
+        assert!(attacked >= clean - 0.01, "{report}");
+    }
+    eprintln!("{report}");
+}
+
+/// Forwards loopback connections to `upstream`, recording what clients send.
+fn recording_proxy(upstream: SocketAddr) -> (SocketAddr, Arc<Mutex<Vec<Vec<u8>>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+    let addr = listener.local_addr().expect("proxy address");
+    let captured = Arc::new(Mutex::new(Vec::new()));
+    let sink = captured.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = TcpStream::connect(upstream) else {
+                continue;
+            };
+            let (mut c_read, mut s_write) = (
+                client.try_clone().expect("clone"),
+                server.try_clone().expect("clone"),
+            );
+            let (mut s_read, mut c_write) = (server, client);
+            let sink = sink.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                let mut seen = Vec::new();
+                while let Ok(n) = c_read.read(&mut buf) {
+                    if n == 0 || s_write.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                }
+                sink.lock().expect("lock").push(seen);
+                let _ = s_write.shutdown(std::net::Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut s_read, &mut c_write);
+                let _ = c_write.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    (addr, captured)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn nothing_a_worker_sends_contains_its_texts_or_token_ids() {
+    let fed = Fed::new(2, 1200);
+    let (mut aggregator, addr) = fed.aggregator(
+        "127.0.0.1:0",
+        &["--rounds=2", "--min-clients=2"],
+        "aggregator.log",
+    );
+    let (proxy, captured) = recording_proxy(addr);
+    let mut spy = fed.worker(&format!("http://{proxy}"), 0, "none");
+    let _other = fed.worker(&format!("http://{addr}"), 1, "none");
+    assert!(
+        aggregator.wait_exit().success(),
+        "aggregator failed:\n{}",
+        fed.log("aggregator.log")
+    );
+    assert!(spy.wait_exit().success());
+    let sent: Vec<u8> = captured.lock().expect("lock").concat();
+    assert!(
+        contains(&sent, b"bloginfer-fl/update"),
+        "the capture must hold the update bodies"
+    );
+    let shard = data::read_tsv(&fed.files.shards[0]).expect("shard");
+    let vocab: bloginfer_text::Vocab =
+        serde_json::from_str(&std::fs::read_to_string(&fed.files.vocab).expect("vocab"))
+            .expect("vocab JSON");
+    let encoder = Encoder::new(vocab, small_model().max_len);
+    let mut checked = 0;
+    for e in shard.iter().filter(|e| e.text.chars().count() >= 4) {
+        assert!(
+            !contains(&sent, e.text.as_bytes()),
+            "shard text leaked: {}",
+            e.text
+        );
+        let ids = encoder.encode(&e.text);
+        if ids.len() >= 4 {
+            let bytes: Vec<u8> = ids[..4].iter().flat_map(|id| id.to_le_bytes()).collect();
+            assert!(!contains(&sent, &bytes), "token ids of {:?} leaked", e.text);
+        }
+        checked += 1;
+    }
+    assert!(checked > 500, "checked only {checked} texts");
+}
