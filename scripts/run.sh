@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds bloginfer and runs it: trains a model on the bundled corpus (unless the
-# registry already has a current one) and shows its evaluation on the fixed
-# validation split. Extra arguments go to `bloginfer train`.
+# Builds bloginfer and runs it: trains a model by a local federated run on the
+# bundled corpus (an aggregator and two worker processes on loopback; skipped when
+# the registry already has a current model) and shows its evaluation on the
+# fixed validation split. Extra arguments go to `bloginfer fl run`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,7 +16,7 @@ bin="${CARGO_TARGET_DIR:-target}/release/bloginfer"
 export MODEL_DIR="${MODEL_DIR:-./var/models}"
 
 if [ -z "$("$bin" models list --json | grep -o '"current": true' || true)" ] || [ "$#" -gt 0 ]; then
-    "$bin" train "$@"
+    "$bin" fl run "$@"
 fi
 "$bin" eval
 "$bin" predict "这家酒店干净整洁，服务也很热情，下次还会再来" "质量太差了，用了两天就坏了，非常失望"

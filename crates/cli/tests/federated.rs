@@ -385,6 +385,30 @@ fn the_run_completes_when_a_worker_dies_mid_round() {
 }
 
 #[test]
+fn a_worker_that_crashes_and_restarts_rejoins_the_current_round() {
+    let fed = Fed::new(3, 2400);
+    let (mut aggregator, addr) = fed.aggregator(
+        "127.0.0.1:0",
+        &["--rounds=3", "--min-clients=3", "--round-deadline=60s"],
+        "aggregator.log",
+    );
+    let url = format!("http://{addr}");
+    let mut workers: Vec<Proc> = (0..3).map(|i| fed.worker(&url, i, "none")).collect();
+    wait_for_status(addr, "round 2 training", |s| s["round"] == 2 && s["phase"] == "training");
+    workers[2].0.kill().expect("kill worker 2");
+    workers[2].0.wait().expect("reap");
+    workers[2] = fed.worker(&url, 2, "none");
+    assert!(aggregator.wait_exit().success(), "aggregator failed:\n{}", fed.log("aggregator.log"));
+    for (i, worker) in workers.iter_mut().enumerate() {
+        assert!(worker.wait_exit().success(), "worker {i} failed");
+    }
+    let after = history(&fed.result());
+    // min-clients 3 and a long deadline: every round needed the restarted worker.
+    assert!(after[1..].iter().all(|r| r["clients"] == 3), "{after:?}");
+    assert!(fed.log("worker-2.log").contains("update accepted round=3"));
+}
+
+#[test]
 fn nan_and_oversized_updates_are_refused_and_counted() {
     let fed = Fed::new(4, 2000);
     let (mut aggregator, addr) = fed.aggregator(
