@@ -394,11 +394,17 @@ fn a_worker_that_crashes_and_restarts_rejoins_the_current_round() {
     );
     let url = format!("http://{addr}");
     let mut workers: Vec<Proc> = (0..3).map(|i| fed.worker(&url, i, "none")).collect();
-    wait_for_status(addr, "round 2 training", |s| s["round"] == 2 && s["phase"] == "training");
+    wait_for_status(addr, "round 2 training", |s| {
+        s["round"] == 2 && s["phase"] == "training"
+    });
     workers[2].0.kill().expect("kill worker 2");
     workers[2].0.wait().expect("reap");
     workers[2] = fed.worker(&url, 2, "none");
-    assert!(aggregator.wait_exit().success(), "aggregator failed:\n{}", fed.log("aggregator.log"));
+    assert!(
+        aggregator.wait_exit().success(),
+        "aggregator failed:\n{}",
+        fed.log("aggregator.log")
+    );
     for (i, worker) in workers.iter_mut().enumerate() {
         assert!(worker.wait_exit().success(), "worker {i} failed");
     }

@@ -36,6 +36,12 @@ pub enum FlError {
         /// Its explanation.
         message: String,
     },
+    /// A child process of the launcher failed or did not start.
+    #[error("{0}")]
+    Process(String),
+    /// Stopped by Ctrl-C or SIGTERM.
+    #[error("interrupted: stopped the aggregator and all workers")]
+    Interrupted,
     /// The aggregator could not be reached.
     #[error("aggregator unreachable: {0}")]
     Unreachable(String),

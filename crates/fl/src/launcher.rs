@@ -170,12 +170,12 @@ async fn wait_for_addr(path: &Path, aggregator: &mut Child) -> Result<String> {
             }
         }
         if let Ok(Some(status)) = aggregator.try_wait() {
-            return Err(FlError::Config(format!(
+            return Err(FlError::Process(format!(
                 "the aggregator exited at start-up ({status}); see its log"
             )));
         }
         if start.elapsed() > Duration::from_secs(60) {
-            return Err(FlError::Config(
+            return Err(FlError::Process(
                 "the aggregator did not start within 60 s".into(),
             ));
         }
@@ -194,9 +194,12 @@ pub async fn launch(plan: &Launch, progress: &mut dyn LaunchProgress) -> Result<
     let _ = std::fs::remove_file(&addr_file);
     let _ = std::fs::remove_file(&result_file);
     let s = |p: &Path| p.display().to_string();
+    // Workers sit idle while the aggregator evaluates, so it may use every core.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut args = vec![
         "--models-dir".to_string(),
         s(&plan.models_dir),
+        format!("--threads={cores}"),
         "aggregator".into(),
         "--listen".into(),
         "127.0.0.1:0".into(),
@@ -224,7 +227,7 @@ pub async fn launch(plan: &Launch, progress: &mut dyn LaunchProgress) -> Result<
     )?;
     let addr = tokio::select! {
         addr = wait_for_addr(&addr_file, &mut aggregator) => addr?,
-        _ = tokio::signal::ctrl_c() => return Err(FlError::Config("interrupted".into())),
+        _ = tokio::signal::ctrl_c() => return Err(FlError::Interrupted),
     };
     let url = format!("http://{addr}");
     let mut workers = Vec::new();
@@ -255,7 +258,7 @@ pub async fn launch(plan: &Launch, progress: &mut dyn LaunchProgress) -> Result<
     let exit = loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {
-                return Err(FlError::Config("interrupted: stopped the aggregator and all workers".into()));
+                return Err(FlError::Interrupted);
             }
             exit = aggregator.wait() => break exit.map_err(|e| FlError::io("waiting for the aggregator", e))?,
             _ = tokio::time::sleep(Duration::from_millis(500)) => {
@@ -266,7 +269,7 @@ pub async fn launch(plan: &Launch, progress: &mut dyn LaunchProgress) -> Result<
                     }
                 }
                 if !workers.is_empty() && workers.iter_mut().all(|w| matches!(w.try_wait(), Ok(Some(code)) if !code.success())) {
-                    return Err(FlError::Config("every worker failed; see the worker logs".into()));
+                    return Err(FlError::Process("every worker failed; see the worker logs".into()));
                 }
             }
         }
@@ -286,7 +289,7 @@ pub async fn launch(plan: &Launch, progress: &mut dyn LaunchProgress) -> Result<
         }
     }
     if !exit.success() {
-        return Err(FlError::Config(format!(
+        return Err(FlError::Process(format!(
             "the aggregator failed ({exit}); see {}",
             dir.join("aggregator.log").display()
         )));
@@ -295,10 +298,9 @@ pub async fn launch(plan: &Launch, progress: &mut dyn LaunchProgress) -> Result<
         .map_err(|e| FlError::io(format!("cannot read {}", result_file.display()), e))?;
     let status: RunStatus = serde_json::from_str(&raw)
         .map_err(|e| FlError::Invalid(format!("{}: {e}", result_file.display())))?;
-    let version = status
-        .version
-        .clone()
-        .ok_or_else(|| FlError::Config("the aggregator finished without storing a model".into()))?;
+    let version = status.version.clone().ok_or_else(|| {
+        FlError::Process("the aggregator finished without storing a model".into())
+    })?;
     progress.status(&status, started.elapsed());
     Ok(LaunchOutcome {
         status,
