@@ -31,6 +31,8 @@ enum Command {
     Eval(commands::eval::EvalArgs),
     /// Predict the sentiment of texts.
     Predict(commands::predict::PredictArgs),
+    /// Serve sentiment predictions over HTTP (micro-batched, hot-reloading).
+    Infer(Box<commands::infer::InferArgs>),
     /// Run a federated training's aggregator (one run, as a network service).
     Aggregator(Box<commands::aggregator::AggregatorArgs>),
     /// Run a federated worker on its own data shard.
@@ -63,6 +65,7 @@ fn main() -> ExitCode {
         Command::Train(args) => commands::train::run(&cli.models_dir, cli.threads, args),
         Command::Eval(args) => commands::eval::run(&cli.models_dir, args),
         Command::Predict(args) => commands::predict::run(&cli.models_dir, args),
+        Command::Infer(args) => commands::infer::run(&cli.models_dir, *args),
         Command::Aggregator(args) => commands::aggregator::run(&cli.models_dir, cli.threads, *args),
         Command::Worker(args) => commands::worker::run(cli.threads, args),
         Command::Fl { command } => commands::fl::run(&cli.models_dir, cli.threads, command),

@@ -4,6 +4,7 @@ pub mod aggregator;
 pub mod args;
 pub mod eval;
 pub mod fl;
+pub mod infer;
 pub mod models;
 pub mod predict;
 pub mod train;

@@ -1,0 +1,201 @@
+//! `bloginfer infer` as a process: its answers equal `bloginfer predict` for
+//! the same checkpoint, and SIGTERM drains requests in flight.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bloginfer_model::checkpoint::Checkpoint;
+use bloginfer_model::{ModelConfig, Registry, SentimentModel, TrainingMetadata};
+use bloginfer_text::VocabBuilder;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_bloginfer");
+const TEXTS: [&str; 4] = [
+    "这家酒店干净整洁，服务也很热情，下次还会再来",
+    "质量太差了，用了两天就坏了，非常失望",
+    "物流很快，包装完好，好评",
+    "一般般",
+];
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn publish(models: &Path) -> String {
+    let corpus = bloginfer_model::data::bundled_corpus();
+    let mut builder = VocabBuilder::new();
+    for e in corpus.iter().take(500) {
+        for w in bloginfer_text::Tokenizer::shared().tokenize(&bloginfer_text::normalize(&e.text)) {
+            builder.add(&w);
+        }
+    }
+    let vocab = builder.build(1, 5000);
+    let config = ModelConfig {
+        vocab_size: vocab.len(),
+        embed_dim: 32,
+        hidden_dim: 32,
+        ..ModelConfig::default()
+    };
+    let model = SentimentModel::new(config, &mut StdRng::seed_from_u64(9)).expect("model");
+    let checkpoint =
+        Checkpoint::from_model(&model, vocab, TrainingMetadata::default()).expect("checkpoint");
+    let registry = Registry::open(models).expect("registry");
+    let version = registry.publish(&checkpoint).expect("publish");
+    registry.set_current(&version).expect("promote");
+    version
+}
+
+fn start(models: &Path, dir: &Path) -> (Proc, SocketAddr) {
+    let addr_file = dir.join("infer.addr");
+    let log = std::fs::File::create(dir.join("infer.log")).expect("log");
+    let child = Command::new(BIN)
+        .args([
+            "--models-dir",
+            models.to_str().expect("utf-8"),
+            "infer",
+            "--port",
+            "0",
+        ])
+        .arg("--addr-file")
+        .arg(&addr_file)
+        .env_remove("PORT")
+        .env_remove("HOST")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("start bloginfer infer");
+    let proc = Proc(child);
+    let start = Instant::now();
+    loop {
+        if let Some(addr) = std::fs::read_to_string(&addr_file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+        {
+            return (proc, addr);
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "infer did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn post(addr: SocketAddr, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes())?;
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw)?;
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Ok((status, body.to_string()))
+}
+
+#[test]
+fn http_answers_equal_bloginfer_predict_for_the_same_checkpoint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let models = dir.path().join("models");
+    let version = publish(&models);
+    let (_infer, addr) = start(&models, dir.path());
+
+    let out = Command::new(BIN)
+        .args([
+            "--models-dir",
+            models.to_str().expect("utf-8"),
+            "predict",
+            "--json",
+        ])
+        .args(TEXTS)
+        .output()
+        .expect("run predict");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cli: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(cli.len(), TEXTS.len());
+    for (text, expected) in TEXTS.iter().zip(&cli) {
+        let (status, body) = post(
+            addr,
+            "/v1/sentiment",
+            &serde_json::json!({ "text": text }).to_string(),
+        )
+        .expect("request");
+        assert_eq!(status, 200, "{body}");
+        let got: Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(got["label"], expected["label"], "{text}");
+        assert_eq!(got["model_version"], version.as_str());
+        let (a, b) = (
+            got["score"].as_f64().expect("score"),
+            expected["score"].as_f64().expect("score"),
+        );
+        assert!((a - b).abs() < 1e-5, "{text}: http {a} vs predict {b}");
+    }
+}
+
+#[test]
+fn sigterm_drains_requests_in_flight_and_exits_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let models = dir.path().join("models");
+    publish(&models);
+    let (mut infer, addr) = start(&models, dir.path());
+    let body = serde_json::json!({ "texts": vec![TEXTS[0].repeat(8); 256] }).to_string();
+    let calls: Vec<_> = (0..8)
+        .map(|_| {
+            let body = body.clone();
+            std::thread::spawn(move || post(addr, "/v1/sentiment/batch", &body))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(30));
+    let killed = Command::new("kill")
+        .args(["-TERM", &infer.0.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let mut answered = 0;
+    for call in calls {
+        match call.join().expect("thread") {
+            Ok((status, body)) => {
+                assert_eq!(
+                    status, 200,
+                    "an accepted request must complete: {body:.200}"
+                );
+                answered += 1;
+            }
+            Err(e) => assert!(
+                matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset
+                ),
+                "{e}"
+            ),
+        }
+    }
+    assert!(answered >= 1, "at least the first requests were in flight");
+    let status = infer.0.wait().expect("wait");
+    assert!(status.success(), "infer exits 0 after draining: {status}");
+}

@@ -1,0 +1,21 @@
+//! The crate's error type.
+
+/// What can go wrong serving predictions.
+#[derive(Debug, thiserror::Error)]
+pub enum InferError {
+    /// Model code or the registry failed.
+    #[error(transparent)]
+    Model(#[from] bloginfer_model::ModelError),
+    /// No model is loaded yet.
+    #[error("no model is loaded yet")]
+    NotReady,
+    /// The request queue is full.
+    #[error("the server is busy; retry shortly")]
+    Overloaded,
+    /// The service is shutting down.
+    #[error("the service is shutting down")]
+    ShuttingDown,
+    /// The prediction itself failed.
+    #[error("prediction failed: {0}")]
+    Prediction(String),
+}
