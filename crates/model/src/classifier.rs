@@ -1,6 +1,7 @@
 //! The sentiment classifier: embedding -> fused LSTM -> pooling -> dropout -> linear.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 use candle_nn::VarMap;
@@ -10,7 +11,8 @@ use rand_distr::{Distribution, Normal};
 
 pub use crate::batch::Batch;
 use crate::config::{ModelConfig, Pooling};
-use crate::lstm::{fused_lstm, LstmWeights};
+use crate::lstm::{fused_lstm, FoldedLstm, LstmSlices, LstmWeights};
+use crate::tensor_data::F32Data;
 
 /// Parameter names, PyTorch's `state_dict` keys for the same module layout
 /// (`nn.Embedding` as `embedding`, `nn.LSTM` as `lstm`, `nn.Linear` as `fc`).
@@ -232,7 +234,60 @@ impl SentimentModel {
         Ok(PackedWeights {
             forward: self.lstm_weights()?.pack()?,
             reverse: self.reverse_lstm_weights()?.map(|w| w.pack()).transpose()?,
+            folded: None,
         })
+    }
+
+    /// Like [`SentimentModel::pack`], plus the embedding folded into each
+    /// direction's input projection: a `[V, 4H]` table per direction, built
+    /// once, that makes every later inference pass skip the input GEMM.
+    pub fn pack_for_inference(&self) -> Result<PackedWeights> {
+        let mut packed = self.pack()?;
+        let cfg = &self.config;
+        let embedding = self.param(names::EMBEDDING)?.contiguous()?;
+        let embedding = F32Data::of(&embedding)?;
+        let fold = |w: LstmWeights| -> Result<FoldedLstm> {
+            let (w_ih, w_hh) = (w.w_ih.contiguous()?, w.w_hh.contiguous()?);
+            let (b_ih, b_hh) = (w.b_ih.contiguous()?, w.b_hh.contiguous()?);
+            let (w_ih, w_hh) = (F32Data::of(&w_ih)?, F32Data::of(&w_hh)?);
+            let (b_ih, b_hh) = (F32Data::of(&b_ih)?, F32Data::of(&b_hh)?);
+            let slices = LstmSlices {
+                w_ih: w_ih.slice(),
+                w_hh: w_hh.slice(),
+                b_ih: b_ih.slice(),
+                b_hh: b_hh.slice(),
+                hidden: cfg.hidden_dim,
+            };
+            let folded = FoldedLstm::new(embedding.slice(), cfg.embed_dim, slices, self.threads);
+            Ok(folded)
+        };
+        let forward = fold(self.lstm_weights()?)?;
+        let reverse = self.reverse_lstm_weights()?.map(fold).transpose()?;
+        packed.folded = Some(Arc::new(FoldedPair { forward, reverse }));
+        Ok(packed)
+    }
+
+    /// Hidden states `[B, T, H or 2H]` from the folded weights (inference only).
+    fn folded_states(&self, batch: &Batch, folded: &FoldedPair) -> Result<Tensor> {
+        let (b, t) = batch.tokens.dims2()?;
+        let h = self.config.hidden_dim;
+        let tokens = batch.tokens.flatten_all()?.to_vec1::<u32>()?;
+        let lengths = &batch.host_lengths;
+        let forward = folded.forward.forward(&tokens, lengths, t, self.threads);
+        let Some(reverse) = &folded.reverse else {
+            return Tensor::from_vec(forward, (b, t, h), &Device::Cpu);
+        };
+        // Read each text backwards within its length; the permutation is its own inverse.
+        let idx = reversal_index(lengths, t);
+        let reversed: Vec<u32> = idx.iter().map(|&i| tokens[i as usize]).collect();
+        let backward = reverse.forward(&reversed, lengths, t, self.threads);
+        let mut both = vec![0.0f32; b * t * 2 * h];
+        for (pos, row) in both.chunks_exact_mut(2 * h).enumerate() {
+            let src = idx[pos] as usize;
+            row[..h].copy_from_slice(&forward[pos * h..(pos + 1) * h]);
+            row[h..].copy_from_slice(&backward[src * h..(src + 1) * h]);
+        }
+        Tensor::from_vec(both, (b, t, 2 * h), &Device::Cpu)
     }
 
     /// Class probabilities of `seqs` (encoded texts) as one inference batch, in
@@ -259,6 +314,13 @@ impl SentimentModel {
     ) -> Result<Tensor> {
         let cfg = &self.config;
         let (b, t) = batch.tokens.dims2()?;
+        if dropout_rng.is_none() {
+            if let Some(folded) = packed.and_then(|p| p.folded.as_deref()) {
+                let hs = self.folded_states(batch, folded)?;
+                let pooled = pool(&hs, batch, cfg.pooling, cfg.bidirectional)?;
+                return self.head(&pooled);
+            }
+        }
         let embedding = self.param(names::EMBEDDING)?;
         let x = embedding
             .index_select(&batch.tokens.flatten_all()?, 0)?
@@ -315,6 +377,11 @@ impl SentimentModel {
             }
             _ => pooled,
         };
+        self.head(&pooled)
+    }
+
+    /// The output layer over pooled features.
+    fn head(&self, pooled: &Tensor) -> Result<Tensor> {
         let fc_w = self.param(names::FC_W)?;
         let fc_b = self.param(names::FC_B)?;
         pooled.matmul(&fc_w.t()?)?.broadcast_add(&fc_b)
@@ -344,6 +411,18 @@ pub struct PackedWeights {
     pub forward: Tensor,
     /// The backward direction, when bidirectional.
     pub reverse: Option<Tensor>,
+    /// Both directions with the embedding folded into the input projection,
+    /// for inference over token ids (see [`SentimentModel::pack_for_inference`]).
+    pub folded: Option<Arc<FoldedPair>>,
+}
+
+/// The folded forward (and reverse) LSTM of a model.
+#[derive(Debug)]
+pub struct FoldedPair {
+    /// The forward direction.
+    pub forward: FoldedLstm,
+    /// The backward direction, when bidirectional.
+    pub reverse: Option<FoldedLstm>,
 }
 
 /// Inverted-dropout mask from our seeded generator (candle's CPU generator

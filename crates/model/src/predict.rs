@@ -20,7 +20,8 @@ pub struct Prediction {
     pub probabilities: [f32; 2],
 }
 
-/// A loaded model ready to predict, with its LSTM weights packed once.
+/// A loaded model ready to predict, with its LSTM weights packed once and the
+/// embedding folded into the input projection.
 pub struct Predictor {
     model: SentimentModel,
     encoder: Encoder,
@@ -31,7 +32,7 @@ impl Predictor {
     /// Builds a predictor from a checkpoint.
     pub fn new(checkpoint: &Checkpoint) -> Result<Self> {
         let model = checkpoint.model()?;
-        let packed = model.pack()?;
+        let packed = model.pack_for_inference()?;
         let encoder = checkpoint.encoder();
         Ok(Self {
             model,

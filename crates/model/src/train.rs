@@ -232,7 +232,7 @@ pub fn predict_probs(
 ) -> Result<Vec<Vec<f32>>> {
     let mut order: Vec<usize> = (0..seqs.len()).collect();
     order.sort_by_key(|&i| seqs[i].len());
-    let packed = model.pack()?;
+    let packed = model.pack_for_inference()?;
     let mut out = vec![Vec::new(); seqs.len()];
     for chunk in order.chunks(batch_size.max(1)) {
         let chunk_seqs: Vec<&[u32]> = chunk.iter().map(|&i| seqs[i]).collect();

@@ -234,3 +234,50 @@ fn training_is_reproducible_for_a_seed() {
         evaluate(&b.model, &encoded).unwrap()
     );
 }
+
+#[test]
+fn folded_inference_equals_the_fused_op_for_every_pooling_and_direction() {
+    use bloginfer_model::{Batch, SentimentModel};
+    use candle_core::Device;
+    use rand::SeedableRng;
+    let examples = sixty_four();
+    for pooling in [Pooling::Last, Pooling::Mean, Pooling::Max] {
+        for bidirectional in [false, true] {
+            let vocab = build_vocab(&examples, Default::default(), 1, 5_000);
+            let config = ModelConfig {
+                vocab_size: vocab.len(),
+                pooling,
+                bidirectional,
+                ..small_config()
+            };
+            let encoder = Encoder::new(vocab, config.max_len);
+            let model =
+                SentimentModel::new(config, &mut rand::rngs::StdRng::seed_from_u64(3)).unwrap();
+            let mut encoded: Vec<Vec<u32>> = examples
+                .iter()
+                .take(20)
+                .map(|e| encoder.encode(&e.text))
+                .collect();
+            encoded.push(vec![5, 1, 0]); // <unk> and <pad> ids inside a text
+            let seqs: Vec<&[u32]> = encoded.iter().map(Vec::as_slice).collect();
+            let batch = Batch::new(&seqs, None, &Device::Cpu).unwrap();
+            let plain = model.pack().unwrap();
+            let folded = model.pack_for_inference().unwrap();
+            assert!(folded.folded.is_some());
+            let a = model.forward(&batch, None, Some(&plain)).unwrap();
+            let b = model.forward(&batch, None, Some(&folded)).unwrap();
+            let diff = (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(
+                diff < 1e-5,
+                "{pooling:?} bidirectional={bidirectional}: logits differ by {diff}"
+            );
+        }
+    }
+}

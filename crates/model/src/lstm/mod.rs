@@ -8,9 +8,12 @@
 //! Parameters keep PyTorch's names, shapes and gate order (i, f, g, o).
 
 mod cell;
+mod folded;
 mod gemm;
 mod math;
 mod op;
+
+pub use folded::{FoldedLstm, LstmSlices};
 
 use std::sync::OnceLock;
 

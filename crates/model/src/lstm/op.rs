@@ -82,7 +82,7 @@ fn lengths_of(
 
 /// Rows running at each step: a prefix of the batch when lengths are sorted
 /// longest first, otherwise the whole batch (ended rows are masked per row).
-fn active_rows(lengths: &[usize], steps: usize) -> Vec<usize> {
+pub(crate) fn active_rows(lengths: &[usize], steps: usize) -> Vec<usize> {
     let sorted = lengths.windows(2).all(|w| w[0] >= w[1]);
     (0..steps)
         .map(|t| {
