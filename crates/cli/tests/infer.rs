@@ -199,3 +199,71 @@ fn sigterm_drains_requests_in_flight_and_exits_cleanly() {
     let status = infer.0.wait().expect("wait");
     assert!(status.success(), "infer exits 0 after draining: {status}");
 }
+
+fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).expect("write");
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).expect("read");
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, body.to_string())
+}
+
+#[test]
+fn up_serves_inference_and_the_web_app_on_one_listener() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("var");
+    let version = publish(&data.join("models"));
+    let web = dir.path().join("dist");
+    std::fs::create_dir_all(web.join("assets")).expect("web dir");
+    std::fs::write(
+        web.join("index.html"),
+        "<!doctype html><title>bloginfer</title>",
+    )
+    .expect("index");
+    std::fs::write(web.join("assets/app.js"), "console.log(1)").expect("asset");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("probe")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let log = std::fs::File::create(dir.path().join("up.log")).expect("log");
+    let child = Command::new(BIN)
+        .args(["up", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--web-dir")
+        .arg(&web)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("start bloginfer up");
+    let _up = Proc(child);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let start = Instant::now();
+    while TcpStream::connect(addr).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "up did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (status, body) = get(addr, "/");
+    assert_eq!(status, 200);
+    assert!(body.contains("<title>bloginfer</title>"));
+    assert_eq!(get(addr, "/assets/app.js").1, "console.log(1)");
+    let (status, body) = get(addr, "/article/some-slug");
+    assert_eq!(status, 200, "client-side routes get the app");
+    assert!(body.contains("<title>bloginfer</title>"));
+    let (status, body) = post(addr, "/v1/sentiment", "{\"text\": \"很好\"}").expect("request");
+    assert_eq!(status, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(answer["model_version"], version.as_str());
+}

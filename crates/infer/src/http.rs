@@ -72,7 +72,13 @@ impl IntoResponse for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// The inference routes (mergeable into a larger app).
+/// The JSON 404 answer (for routers that serve nothing else).
+pub async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}
+
+/// The inference routes, without a fallback, so they can be merged into a
+/// larger app (which brings its own).
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v1/sentiment", post(single))

@@ -85,9 +85,14 @@ impl InferService {
         })
     }
 
-    /// The routes.
-    pub fn router(&self) -> Router {
+    /// The routes, with no fallback (for merging into a larger app).
+    pub fn routes(&self) -> Router {
         http::router(self.shared.clone())
+    }
+
+    /// The routes with a JSON 404 for anything else (the standalone service).
+    pub fn router(&self) -> Router {
+        self.routes().fallback(http::not_found)
     }
 
     /// The shared state.

@@ -8,6 +8,7 @@ pub mod infer;
 pub mod models;
 pub mod predict;
 pub mod train;
+pub mod up;
 pub mod worker;
 
 use std::path::Path;

@@ -1,0 +1,116 @@
+//! `bloginfer up`: the all-in-one process on one listener. Today it serves
+//! inference (`/v1/sentiment...`) and the built web app; the blog API, the
+//! orchestrator and the labeler join it as they land. With no model yet it
+//! first trains one by a local federated run.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use bloginfer_infer::{BatchConfig, InferConfig, InferService};
+use bloginfer_model::Registry;
+use clap::Args;
+use tower_http::services::{ServeDir, ServeFile};
+
+/// Flags of `bloginfer up`.
+#[derive(Args)]
+pub struct UpArgs {
+    /// Address of the one listener.
+    #[arg(long, env = "BLOGINFER_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Where models, runs and (later) the database live.
+    #[arg(long, env = "BLOGINFER_DATA_DIR", default_value = "./var")]
+    data_dir: PathBuf,
+    /// The built web app (`npm run build` in web/).
+    #[arg(long, env = "BLOGINFER_WEB_DIR", default_value = "web/dist")]
+    web_dir: PathBuf,
+    /// Workers of the first federated run, when there is no model yet.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Rounds of that run.
+    #[arg(long, default_value_t = 10)]
+    rounds: u32,
+}
+
+/// Trains the first model with `bloginfer fl run` (same binary, own progress display).
+fn train_first_model(models: &Path, args: &UpArgs, threads: usize) -> Result<()> {
+    eprintln!(
+        "no model yet: training the first one by a local federated run ({} workers, {} rounds)",
+        args.workers, args.rounds
+    );
+    let exe = std::env::current_exe().context("cannot find the bloginfer binary")?;
+    let status = std::process::Command::new(exe)
+        .arg("--models-dir")
+        .arg(models)
+        .args(["--threads", &threads.to_string(), "fl", "run"])
+        .args([
+            "--workers",
+            &args.workers.to_string(),
+            "--rounds",
+            &args.rounds.to_string(),
+        ])
+        .arg("--work-dir")
+        .arg(args.data_dir.join("fl").join("first-model"))
+        .stdout(std::process::Stdio::null())
+        .status()
+        .context("cannot start the federated run")?;
+    anyhow::ensure!(
+        status.success(),
+        "the first federated run failed ({status})"
+    );
+    Ok(())
+}
+
+/// Runs `bloginfer up`.
+pub fn run(threads: usize, args: UpArgs) -> Result<()> {
+    let models = args.data_dir.join("models");
+    let registry = Registry::open(&models)?;
+    if registry.current()?.is_none() {
+        train_first_model(&models, &args, threads)?;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let config = InferConfig {
+        models_dir: models,
+        pinned_version: None,
+        batching: BatchConfig {
+            max_batch: 64,
+            max_wait: Duration::from_millis(1),
+            queue_capacity: 1024,
+            compute_workers: cores,
+        },
+        reload_interval: Duration::from_secs(1),
+        max_body_bytes: 1 << 20,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cores.clamp(1, 4))
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let inference = InferService::start(config)?;
+        inference.reload_now().await;
+        let _reloader = inference.spawn_reloader();
+        let index = args.web_dir.join("index.html");
+        let app = if index.is_file() {
+            // Unknown paths get the app's index.html: the Vue router handles them.
+            let web = ServeDir::new(&args.web_dir).fallback(ServeFile::new(&index));
+            inference.routes().fallback_service(web)
+        } else {
+            eprintln!(
+                "note: no web app at {} (build it with `npm ci && npm run build` in web/); serving the APIs only",
+                args.web_dir.display()
+            );
+            inference.router()
+        };
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        eprintln!("bloginfer is up at http://{}", listener.local_addr()?);
+        axum::serve(listener, app)
+            .with_graceful_shutdown(super::aggregator::shutdown_signal())
+            .await
+            .context("server failed")?;
+        Ok(())
+    })
+}
