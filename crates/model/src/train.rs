@@ -72,23 +72,34 @@ pub fn bucketed_batches(lengths: &[usize], batch_size: usize, rng: &mut StdRng) 
     batches
 }
 
-/// Per-epoch record kept in the checkpoint's training metadata.
+/// Per-epoch record kept in the checkpoint's training metadata. JSON has no
+/// NaN: serde_json writes it as `null`, so `null` reads back as NaN.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochRecord {
     /// 1-based epoch.
     pub epoch: usize,
     /// Mean training loss.
+    #[serde(deserialize_with = "nan_if_null")]
     pub train_loss: f64,
     /// Validation loss.
+    #[serde(deserialize_with = "nan_if_null")]
     pub val_loss: f64,
     /// Validation accuracy.
+    #[serde(deserialize_with = "nan_if_null")]
     pub val_accuracy: f64,
     /// Validation macro-F1.
+    #[serde(deserialize_with = "nan_if_null")]
     pub val_macro_f1: f64,
     /// Training throughput.
+    #[serde(deserialize_with = "nan_if_null")]
     pub samples_per_sec: f64,
     /// Wall time of the epoch's training part.
+    #[serde(deserialize_with = "nan_if_null")]
     pub seconds: f64,
+}
+
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// Hooks for progress display; every method has a no-op default.
@@ -387,6 +398,24 @@ mod tests {
             padded * 10 < real * 11,
             "padded {padded} tokens for {real} real ones"
         );
+    }
+
+    #[test]
+    fn epoch_records_with_nan_survive_json() {
+        let record = EpochRecord {
+            epoch: 1,
+            train_loss: 0.5,
+            val_loss: f64::NAN,
+            val_accuracy: f64::NAN,
+            val_macro_f1: 0.7,
+            samples_per_sec: 10.0,
+            seconds: 1.0,
+        };
+        let json = serde_json::to_string(&record).unwrap();
+        assert!(json.contains("null"), "{json}");
+        let back: EpochRecord = serde_json::from_str(&json).unwrap();
+        assert!(back.val_loss.is_nan() && back.val_accuracy.is_nan());
+        assert_eq!(back.val_macro_f1, 0.7);
     }
 
     #[test]
