@@ -198,7 +198,7 @@ impl Strategy {
             StrategyKind::FedAdam => (
                 local(0.0),
                 ServerOptimizer::Adam {
-                    lr: options.server_lr.unwrap_or(0.03),
+                    lr: options.server_lr.unwrap_or(0.1),
                     beta1: 0.9,
                     beta2: 0.99,
                     eps: 1e-3,

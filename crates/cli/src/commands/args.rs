@@ -89,7 +89,7 @@ pub struct RunArgs {
     /// FedProx proximal weight [default: 0.01].
     #[arg(long, env = "FL_PROX_MU")]
     pub prox_mu: Option<f64>,
-    /// Server learning rate [default: 1 for SGD strategies, 0.03 fedadam, the local rate for fedsgd].
+    /// Server learning rate [default: 1 for SGD strategies, 0.1 fedadam, the local rate for fedsgd].
     #[arg(long, env = "FL_SERVER_LR")]
     pub server_lr: Option<f64>,
     /// Server momentum for fedavgm [default: 0.5].
