@@ -610,3 +610,82 @@ fn nothing_a_worker_sends_contains_its_texts_or_token_ids() {
     }
     assert!(checked > 500, "checked only {checked} texts");
 }
+
+#[test]
+fn ctrl_c_on_fl_run_stops_the_aggregator_and_every_worker() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let work = dir.path().join("interrupted-run");
+    let mut launcher = Command::new(BIN)
+        .args([
+            "--models-dir",
+            dir.path().join("models").to_str().expect("utf-8"),
+        ])
+        .args([
+            "fl",
+            "run",
+            "--workers",
+            "2",
+            "--rounds",
+            "50",
+            "--limit",
+            "2000",
+        ])
+        .args([
+            "--embed-dim",
+            "32",
+            "--hidden-dim",
+            "32",
+            "--vocab-size",
+            "3000",
+        ])
+        .arg("--work-dir")
+        .arg(&work)
+        .env_remove("MODEL_DIR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start fl run");
+    // Our children are the processes whose command line names this run's files.
+    let launcher_pid = launcher.id().to_string();
+    let children = || -> Vec<String> {
+        let out = Command::new("pgrep")
+            .args(["-f", work.to_str().expect("utf-8")])
+            .output()
+            .expect("pgrep");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|p| *p != launcher_pid)
+            .map(str::to_string)
+            .collect()
+    };
+    let start = Instant::now();
+    while children().len() < 3 {
+        assert!(
+            start.elapsed() < PATIENCE,
+            "aggregator and workers never all started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sent = Command::new("kill")
+        .args(["-INT", &launcher.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let status = launcher.wait().expect("wait");
+    assert!(!status.success(), "an interrupted run is a failure");
+    let mut stderr = String::new();
+    if let Some(mut e) = launcher.stderr.take() {
+        let _ = e.read_to_string(&mut stderr);
+    }
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let start = Instant::now();
+    while !children().is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "children left behind: {:?}",
+            children()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
