@@ -33,6 +33,8 @@ enum Command {
     Predict(commands::predict::PredictArgs),
     /// Run the whole system in one process: inference and the web app on one listener.
     Up(commands::up::UpArgs),
+    /// Serve the blog API (RealWorld Conduit) on SQLite or MySQL.
+    Blog(Box<commands::blog::BlogArgs>),
     /// Serve sentiment predictions over HTTP (micro-batched, hot-reloading).
     Infer(Box<commands::infer::InferArgs>),
     /// Run a federated training's aggregator (one run, as a network service).
@@ -68,6 +70,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => commands::eval::run(&cli.models_dir, args),
         Command::Predict(args) => commands::predict::run(&cli.models_dir, args),
         Command::Up(args) => commands::up::run(cli.threads, args),
+        Command::Blog(args) => commands::blog::run(*args),
         Command::Infer(args) => commands::infer::run(&cli.models_dir, *args),
         Command::Aggregator(args) => commands::aggregator::run(&cli.models_dir, cli.threads, *args),
         Command::Worker(args) => commands::worker::run(cli.threads, args),

@@ -262,6 +262,25 @@ fn up_serves_inference_and_the_web_app_on_one_listener() {
     let (status, body) = get(addr, "/article/some-slug");
     assert_eq!(status, 200, "client-side routes get the app");
     assert!(body.contains("<title>bloginfer</title>"));
+    let (status, body) = get(addr, "/api/no-such-endpoint");
+    assert_eq!(status, 404, "unknown API paths are not the web app: {body}");
+    let (status, body) = post(
+        addr,
+        "/api/users",
+        "{\"user\": {\"username\": \"ann\", \"email\": \"ann@example.com\", \"password\": \"password123\"}}",
+    )
+    .expect("register");
+    assert_eq!(status, 201, "the blog API is served too: {body}");
+    let secret = data.join("jwt-secret");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&secret)
+            .expect("secret stored")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the generated JWT secret is private");
+    }
     let (status, body) = post(addr, "/v1/sentiment", "{\"text\": \"很好\"}").expect("request");
     assert_eq!(status, 200, "{body}");
     let answer: Value = serde_json::from_str(&body).expect("JSON");

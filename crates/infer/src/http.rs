@@ -78,9 +78,9 @@ pub async fn not_found() -> ApiError {
 }
 
 /// The inference routes, without a fallback, so they can be merged into a
-/// larger app (which brings its own).
-pub fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
+/// larger app (which brings its own). `probes` adds `/healthz` and `/readyz`.
+pub fn router(shared: Arc<Shared>, probes: bool) -> Router {
+    let mut routes = Router::new()
         .route("/v1/sentiment", post(single))
         .route("/v1/sentiment/batch", post(batch))
         .route("/v1/sentiment/model", get(model))
@@ -89,15 +89,16 @@ pub fn router(shared: Arc<Shared>) -> Router {
             "/openapi.json",
             get(|| async { Json(crate::openapi::document()) }),
         )
-        .route(
-            "/healthz",
-            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
-        )
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
-        })
+        .route("/metrics", get(metrics));
+    if probes {
+        routes = routes
+            .route(
+                "/healthz",
+                get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+            )
+            .route("/readyz", get(readyz));
+    }
+    routes
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,

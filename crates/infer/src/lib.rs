@@ -87,7 +87,12 @@ impl InferService {
 
     /// The routes, with no fallback (for merging into a larger app).
     pub fn routes(&self) -> Router {
-        http::router(self.shared.clone())
+        http::router(self.shared.clone(), true)
+    }
+
+    /// The routes without `/healthz` and `/readyz` (the host app has its own).
+    pub fn routes_without_probes(&self) -> Router {
+        http::router(self.shared.clone(), false)
     }
 
     /// The routes with a JSON 404 for anything else (the standalone service).

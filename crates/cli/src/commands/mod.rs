@@ -2,6 +2,7 @@
 
 pub mod aggregator;
 pub mod args;
+pub mod blog;
 pub mod eval;
 pub mod fl;
 pub mod infer;

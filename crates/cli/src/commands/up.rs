@@ -1,13 +1,15 @@
 //! `bloginfer up`: the all-in-one process on one listener. Today it serves
-//! inference (`/v1/sentiment...`) and the built web app; the blog API, the
-//! orchestrator and the labeler join it as they land. With no model yet it
-//! first trains one by a local federated run.
+//! the blog API (`/api/...`, SQLite under the data dir), inference
+//! (`/v1/sentiment...`) and the built web app; the orchestrator and the
+//! labeler join it as they land. With no model yet it first trains one by a
+//! local federated run.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use bloginfer_blog::{Blog, BlogConfig};
 use bloginfer_infer::{BatchConfig, InferConfig, InferService};
 use bloginfer_model::Registry;
 use clap::Args;
@@ -91,17 +93,33 @@ pub fn run(threads: usize, args: UpArgs) -> Result<()> {
         let inference = InferService::start(config)?;
         inference.reload_now().await;
         let _reloader = inference.spawn_reloader();
+        let secret = super::blog::jwt_secret(None, &args.data_dir.join("jwt-secret"))?;
+        let database = args.data_dir.join("blog.db");
+        let blog = Blog::start(BlogConfig {
+            database_url: format!("sqlite://{}", database.display()),
+            jwt_secret: secret,
+            admin_email: None,
+        })
+        .await?;
+        // Both have /healthz and /readyz; the blog's answer for the database wins.
+        let not_found = axum::routing::any(bloginfer_blog::http::not_found);
+        let apis = inference
+            .routes_without_probes()
+            .merge(blog.routes())
+            // Unknown API paths are JSON 404s, never the web app.
+            .route("/api/{*rest}", not_found.clone())
+            .route("/v1/{*rest}", not_found);
         let index = args.web_dir.join("index.html");
         let app = if index.is_file() {
             // Unknown paths get the app's index.html: the Vue router handles them.
             let web = ServeDir::new(&args.web_dir).fallback(ServeFile::new(&index));
-            inference.routes().fallback_service(web)
+            apis.fallback_service(web)
         } else {
             eprintln!(
                 "note: no web app at {} (build it with `npm ci && npm run build` in web/); serving the APIs only",
                 args.web_dir.display()
             );
-            inference.router()
+            apis.fallback(bloginfer_blog::http::not_found)
         };
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await

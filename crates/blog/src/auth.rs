@@ -1,0 +1,163 @@
+//! Authentication: argon2id password hashes (computed off the async runtime),
+//! HS256 JWTs that carry a session id, and the session store that makes
+//! logout real (a revoked session's token stops working at once).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+
+/// How long a session (and its token) lives.
+pub const SESSION_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Hashes a password with argon2id and a random salt (blocking: call it on a
+/// blocking thread).
+pub fn hash_password(password: &str) -> Result<String, ApiError> {
+    let salt_bytes: [u8; 16] = rand::rng().random();
+    let salt =
+        SaltString::encode_b64(&salt_bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// Checks a password against a stored hash (blocking).
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// What a token says.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Claims {
+    /// User id.
+    sub: i64,
+    /// Session id.
+    sid: String,
+    /// Expiry (seconds since the epoch).
+    exp: u64,
+}
+
+/// Where sessions live: Redis in a cluster, memory in one process.
+pub trait SessionStore: Send + Sync {
+    /// Records a new session of `user_id`.
+    fn create(&self, session: &str, user_id: i64, ttl: Duration) -> Result<(), ApiError>;
+    /// The user of a live session.
+    fn user_of(&self, session: &str) -> Result<Option<i64>, ApiError>;
+    /// Ends a session.
+    fn revoke(&self, session: &str) -> Result<(), ApiError>;
+}
+
+/// Sessions in process memory (single-process mode).
+#[derive(Default)]
+pub struct MemorySessions(Mutex<HashMap<String, (i64, SystemTime)>>);
+
+impl SessionStore for MemorySessions {
+    fn create(&self, session: &str, user_id: i64, ttl: Duration) -> Result<(), ApiError> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let now = SystemTime::now();
+        map.retain(|_, (_, expires)| *expires > now);
+        map.insert(session.to_string(), (user_id, now + ttl));
+        Ok(())
+    }
+
+    fn user_of(&self, session: &str) -> Result<Option<i64>, ApiError> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(map
+            .get(session)
+            .filter(|(_, expires)| *expires > SystemTime::now())
+            .map(|(user, _)| *user))
+    }
+
+    fn revoke(&self, session: &str) -> Result<(), ApiError> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(session);
+        Ok(())
+    }
+}
+
+/// Issues and checks tokens.
+pub struct Auth {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    sessions: Box<dyn SessionStore>,
+}
+
+/// A verified token.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The signed-in user.
+    pub user_id: i64,
+    /// The session the token belongs to.
+    pub session_id: String,
+    /// The token itself (echoed in user objects).
+    pub token: String,
+}
+
+impl Auth {
+    /// Tokens signed with `secret` (at least 32 bytes), sessions in `sessions`.
+    pub fn new(secret: &[u8], sessions: Box<dyn SessionStore>) -> Self {
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            sessions,
+        }
+    }
+
+    /// Starts a session for `user_id` and returns its token.
+    pub fn sign_in(&self, user_id: i64) -> Result<Session, ApiError> {
+        let bytes: [u8; 16] = rand::rng().random();
+        let session_id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        self.sessions.create(&session_id, user_id, SESSION_TTL)?;
+        let exp = (SystemTime::now() + SESSION_TTL)
+            .duration_since(UNIX_EPOCH)
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .as_secs();
+        let claims = Claims {
+            sub: user_id,
+            sid: session_id.clone(),
+            exp,
+        };
+        let token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok(Session {
+            user_id,
+            session_id,
+            token,
+        })
+    }
+
+    /// Checks a token's signature, expiry and session.
+    pub fn verify(&self, token: &str) -> Result<Session, ApiError> {
+        let data = decode::<Claims>(token, &self.decoding, &Validation::new(Algorithm::HS256))
+            .map_err(|_| ApiError::Unauthorized)?;
+        match self.sessions.user_of(&data.claims.sid)? {
+            Some(user) if user == data.claims.sub => Ok(Session {
+                user_id: user,
+                session_id: data.claims.sid,
+                token: token.to_string(),
+            }),
+            _ => Err(ApiError::Unauthorized),
+        }
+    }
+
+    /// Ends the session of a token.
+    pub fn sign_out(&self, session: &Session) -> Result<(), ApiError> {
+        self.sessions.revoke(&session.session_id)
+    }
+}

@@ -1,0 +1,76 @@
+//! Request extractors: the signed-in user (required or optional) and JSON
+//! bodies whose errors come back in the API's format.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+
+use crate::auth::Session;
+use crate::error::ApiError;
+use crate::AppState;
+
+/// A request from a signed-in user (`Authorization: Token <jwt>`); 401 otherwise.
+pub struct AuthUser(pub Session);
+
+/// A request that may carry a token; a token that is present but invalid is
+/// still 401.
+pub struct MaybeAuthUser(pub Option<Session>);
+
+fn token(parts: &Parts) -> Result<Option<&str>, ApiError> {
+    let Some(value) = parts.headers.get(AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value.to_str().map_err(|_| ApiError::Unauthorized)?;
+    value
+        .strip_prefix("Token ")
+        .or_else(|| value.strip_prefix("Bearer "))
+        .map(|t| Some(t.trim()))
+        .ok_or(ApiError::Unauthorized)
+}
+
+impl FromRequestParts<Arc<AppState>> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        let token = token(parts)?.ok_or(ApiError::Unauthorized)?;
+        state.auth.verify(token).map(AuthUser)
+    }
+}
+
+impl FromRequestParts<Arc<AppState>> for MaybeAuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        match token(parts)? {
+            None => Ok(MaybeAuthUser(None)),
+            Some(token) => state.auth.verify(token).map(|s| MaybeAuthUser(Some(s))),
+        }
+    }
+}
+
+/// A JSON body; malformed JSON or wrong types are a 422 in the API's format.
+pub struct JsonBody<T>(pub T);
+
+impl<T, S> FromRequest<S> for JsonBody<T>
+where
+    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(JsonBody(value)),
+            Err(rejection) => Err(ApiError::field("body", rejection.body_text())),
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! One module and router per resource, merged here.
+
+mod profiles;
+mod tags;
+mod users;
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, Method, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use tower_http::cors::{Any, CorsLayer};
+
+use crate::error::ApiError;
+use crate::AppState;
+
+/// The blog API's routes (no fallback, so the all-in-one app can add its own).
+pub fn routes(state: Arc<AppState>) -> Router {
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]);
+    Router::new()
+        .merge(users::router())
+        .merge(profiles::router())
+        .merge(tags::router())
+        .route(
+            "/healthz",
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .route("/readyz", get(readyz))
+        .layer(cors)
+        .with_state(state)
+}
+
+/// The JSON 404.
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound("endpoint")
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    match sqlx::query("SELECT 1").execute(&state.db).await {
+        Ok(_) => (StatusCode::OK, Json(serde_json::json!({"ready": true}))),
+        Err(e) => {
+            tracing::warn!("database not reachable: {e}");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(serde_json::json!({"ready": false})),
+            )
+        }
+    }
+}

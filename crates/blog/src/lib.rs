@@ -1,0 +1,105 @@
+//! The blog backend: the RealWorld "Conduit" API (users, profiles, articles,
+//! comments, tags) on SQLite or MySQL/MariaDB, extended with comment sentiment.
+//!
+//! - [`db`]: connection and compiled-in migrations for both backends;
+//! - [`auth`]: argon2id passwords, JWTs carrying a session id, session stores;
+//! - [`extract`]: `AuthUser`, `MaybeAuthUser` and JSON bodies with API errors;
+//! - [`error`]: the one error type and its JSON shapes;
+//! - [`http`]: one module and router per resource.
+//!
+//! Built so far: users, profiles and tags. Articles, comments, sentiment,
+//! Redis sessions and the cache come next (see the issue).
+
+#![warn(missing_docs)]
+
+pub mod auth;
+pub mod db;
+pub mod error;
+pub mod extract;
+pub mod http;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use sqlx::AnyPool;
+
+use crate::auth::{Auth, MemorySessions};
+use crate::db::Backend;
+
+/// Settings of the blog service.
+#[derive(Clone)]
+pub struct BlogConfig {
+    /// `sqlite:path` or `mysql://user:password@host/database`.
+    pub database_url: String,
+    /// JWT signing secret (at least 32 bytes).
+    pub jwt_secret: Vec<u8>,
+    /// This address becomes an admin when it registers (besides the first user).
+    pub admin_email: Option<String>,
+}
+
+/// What handlers share.
+pub struct AppState {
+    /// The database.
+    pub db: AnyPool,
+    /// Which database it is.
+    pub backend: Backend,
+    /// Tokens and sessions.
+    pub auth: Auth,
+    /// See [`BlogConfig::admin_email`].
+    pub admin_email: Option<String>,
+}
+
+/// The blog service, connected and migrated.
+pub struct Blog {
+    state: Arc<AppState>,
+}
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The database failed or its URL is wrong.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A setting is unusable.
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+impl Blog {
+    /// Connects, migrates and sets up sessions in memory.
+    pub async fn start(config: BlogConfig) -> Result<Self, StartError> {
+        if config.jwt_secret.len() < 32 {
+            return Err(StartError::Config(
+                "the JWT secret must be at least 32 bytes".into(),
+            ));
+        }
+        let (db, backend) = db::connect(&config.database_url).await?;
+        let auth = Auth::new(&config.jwt_secret, Box::new(MemorySessions::default()));
+        Ok(Self {
+            state: Arc::new(AppState {
+                db,
+                backend,
+                auth,
+                admin_email: config.admin_email.map(|e| e.trim().to_lowercase()),
+            }),
+        })
+    }
+
+    /// The API's routes, without a fallback.
+    pub fn routes(&self) -> Router {
+        http::routes(self.state.clone())
+    }
+
+    /// The routes with a JSON 404 for anything else (the standalone service).
+    pub fn router(&self) -> Router {
+        self.routes().fallback(http::not_found)
+    }
+}
+
+/// Milliseconds since the Unix epoch (timestamps are stored so on both backends).
+pub fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,100 @@
+//! `bloginfer blog`: the blog API (RealWorld Conduit) as its own service.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use bloginfer_blog::{Blog, BlogConfig};
+use clap::Args;
+
+/// Flags of `bloginfer blog`.
+#[derive(Args)]
+pub struct BlogArgs {
+    /// Address to listen on (0.0.0.0 in a container).
+    #[arg(long, env = "HOST", default_value = "127.0.0.1")]
+    host: IpAddr,
+    /// Port to listen on.
+    #[arg(long, env = "LISTEN_PORT", default_value_t = 8081)]
+    port: u16,
+    /// `sqlite:path/blog.db` or `mysql://user:password@host:3306/database`.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite:./var/blog.db")]
+    database_url: String,
+    /// File holding the JWT signing secret (at least 32 bytes); `JWT_SECRET` may hold it instead.
+    #[arg(long, env = "JWT_SECRET_FILE")]
+    jwt_secret_file: Option<PathBuf>,
+    /// This address becomes an admin when it registers (the first user always does).
+    #[arg(long, env = "ADMIN_EMAIL")]
+    admin_email: Option<String>,
+}
+
+/// The JWT secret: from a file, from `JWT_SECRET`, or generated once into
+/// `fallback` (mode 0600) for single-process use.
+pub fn jwt_secret(file: Option<&Path>, fallback: &Path) -> Result<Vec<u8>> {
+    if let Some(path) = file {
+        let secret =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        return Ok(secret.trim_ascii().to_vec());
+    }
+    if let Ok(secret) = std::env::var("JWT_SECRET") {
+        return Ok(secret.trim().as_bytes().to_vec());
+    }
+    if let Ok(secret) = std::fs::read(fallback) {
+        return Ok(secret.trim_ascii().to_vec());
+    }
+    let bytes: [u8; 32] = rand::random();
+    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    if let Some(dir) = fallback.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    write_private(fallback, secret.as_bytes())?;
+    Ok(secret.into_bytes())
+}
+
+/// Writes a file readable by its owner only.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(bytes)
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Runs `bloginfer blog`.
+pub fn run(args: BlogArgs) -> Result<()> {
+    let secret = jwt_secret(
+        args.jwt_secret_file.as_deref(),
+        Path::new("./var/jwt-secret"),
+    )?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        if let Some(path) = args.database_url.strip_prefix("sqlite:") {
+            if let Some(dir) = Path::new(path.trim_start_matches("//")).parent() {
+                std::fs::create_dir_all(dir).ok();
+            }
+        }
+        let blog = Blog::start(BlogConfig {
+            database_url: args.database_url.clone(),
+            jwt_secret: secret,
+            admin_email: args.admin_email.clone(),
+        })
+        .await?;
+        let addr = SocketAddr::new(args.host, args.port);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        tracing::info!(bound = %listener.local_addr()?, "blog API listening");
+        axum::serve(listener, blog.router())
+            .with_graceful_shutdown(super::aggregator::shutdown_signal())
+            .await
+            .context("server failed")?;
+        Ok(())
+    })
+}
