@@ -7,7 +7,7 @@
 //! - [`error`]: the one error type and its JSON shapes;
 //! - [`http`]: one module and router per resource.
 //!
-//! Built so far: users, profiles and tags. Articles, comments, sentiment,
+//! Built so far: users, profiles, articles, favourites and tags. Comments, sentiment,
 //! Redis sessions and the cache come next (see the issue).
 
 #![warn(missing_docs)]
@@ -95,6 +95,12 @@ impl Blog {
     pub fn router(&self) -> Router {
         self.routes().fallback(http::not_found)
     }
+}
+
+/// ISO 8601 UTC with milliseconds (`2026-11-28T10:00:00.000Z`) of a millisecond timestamp.
+pub fn iso_millis(millis: i64) -> String {
+    let at = UNIX_EPOCH + std::time::Duration::from_millis(millis.max(0) as u64);
+    humantime::format_rfc3339_millis(at).to_string()
 }
 
 /// Milliseconds since the Unix epoch (timestamps are stored so on both backends).

@@ -1,5 +1,6 @@
 //! One module and router per resource, merged here.
 
+mod articles;
 mod profiles;
 mod tags;
 mod users;
@@ -30,6 +31,7 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]);
     Router::new()
         .merge(users::router())
+        .merge(articles::router())
         .merge(profiles::router())
         .merge(tags::router())
         .route(
