@@ -7,8 +7,11 @@
 //! - [`error`]: the one error type and its JSON shapes;
 //! - [`http`]: one module and router per resource.
 //!
-//! Built so far: users, profiles, articles, favourites and tags. Comments, sentiment,
-//! Redis sessions and the cache come next (see the issue).
+//! - [`sentiment`]: the inference client and the back-fill of pending comments.
+//!
+//! Built so far: users, profiles, articles, favourites, tags, comments with
+//! sentiment. Redis sessions, the Redis cache, the login rate limit and
+//! `/metrics` come next (see the issue).
 
 #![warn(missing_docs)]
 
@@ -17,15 +20,17 @@ pub mod db;
 pub mod error;
 pub mod extract;
 pub mod http;
+pub mod sentiment;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use sqlx::AnyPool;
 
 use crate::auth::{Auth, MemorySessions};
 use crate::db::Backend;
+use crate::sentiment::SentimentClient;
 
 /// Settings of the blog service.
 #[derive(Clone)]
@@ -36,6 +41,13 @@ pub struct BlogConfig {
     pub jwt_secret: Vec<u8>,
     /// This address becomes an admin when it registers (besides the first user).
     pub admin_email: Option<String>,
+    /// Base URL of the inference service (comment sentiment); `None` leaves
+    /// every comment pending.
+    pub inference_url: Option<String>,
+    /// How long comment creation waits for the inference service.
+    pub inference_timeout: Duration,
+    /// How often pending comments are back-filled.
+    pub backfill_interval: Duration,
 }
 
 /// What handlers share.
@@ -48,6 +60,8 @@ pub struct AppState {
     pub auth: Auth,
     /// See [`BlogConfig::admin_email`].
     pub admin_email: Option<String>,
+    /// The inference client, when configured.
+    pub sentiment: Option<SentimentClient>,
 }
 
 /// The blog service, connected and migrated.
@@ -76,12 +90,26 @@ impl Blog {
         }
         let (db, backend) = db::connect(&config.database_url).await?;
         let auth = Auth::new(&config.jwt_secret, Box::new(MemorySessions::default()));
+        let sentiment = config
+            .inference_url
+            .as_deref()
+            .map(|url| SentimentClient::new(url, config.inference_timeout))
+            .transpose()
+            .map_err(StartError::Config)?;
+        if let Some(client) = &sentiment {
+            tokio::spawn(sentiment::backfill_loop(
+                db.clone(),
+                client.clone(),
+                config.backfill_interval,
+            ));
+        }
         Ok(Self {
             state: Arc::new(AppState {
                 db,
                 backend,
                 auth,
                 admin_email: config.admin_email.map(|e| e.trim().to_lowercase()),
+                sentiment,
             }),
         })
     }

@@ -1,6 +1,7 @@
 //! One module and router per resource, merged here.
 
 mod articles;
+mod comments;
 mod profiles;
 mod tags;
 mod users;
@@ -32,6 +33,7 @@ pub fn routes(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(users::router())
         .merge(articles::router())
+        .merge(comments::router())
         .merge(profiles::router())
         .merge(tags::router())
         .route(

@@ -25,6 +25,12 @@ pub struct BlogArgs {
     /// This address becomes an admin when it registers (the first user always does).
     #[arg(long, env = "ADMIN_EMAIL")]
     admin_email: Option<String>,
+    /// Base URL of the inference service for comment sentiment (none: comments stay pending).
+    #[arg(long, env = "INFERENCE_URL")]
+    inference_url: Option<String>,
+    /// How long creating a comment waits for the inference service.
+    #[arg(long, env = "INFERENCE_TIMEOUT", default_value = "300ms", value_parser = humantime::parse_duration)]
+    inference_timeout: std::time::Duration,
 }
 
 /// The JWT secret: from a file, from `JWT_SECRET`, or generated once into
@@ -84,6 +90,9 @@ pub fn run(args: BlogArgs) -> Result<()> {
             database_url: args.database_url.clone(),
             jwt_secret: secret,
             admin_email: args.admin_email.clone(),
+            inference_url: args.inference_url.clone(),
+            inference_timeout: args.inference_timeout,
+            backfill_interval: std::time::Duration::from_secs(5),
         })
         .await?;
         let addr = SocketAddr::new(args.host, args.port);

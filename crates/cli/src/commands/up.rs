@@ -99,6 +99,10 @@ pub fn run(threads: usize, args: UpArgs) -> Result<()> {
             database_url: format!("sqlite://{}", database.display()),
             jwt_secret: secret,
             admin_email: None,
+            // Inference is served by this same process, on this same listener.
+            inference_url: Some(format!("http://{}", args.listen)),
+            inference_timeout: Duration::from_millis(300),
+            backfill_interval: Duration::from_secs(5),
         })
         .await?;
         // Both have /healthz and /readyz; the blog's answer for the database wins.

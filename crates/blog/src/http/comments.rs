@@ -1,0 +1,249 @@
+//! `/api/articles/:slug/comments` with sentiment, and the correction endpoint.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, put};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::profiles::Profile;
+use crate::error::{ApiError, Problems};
+use crate::extract::{AuthUser, JsonBody, MaybeAuthUser};
+use crate::{iso_millis, now_millis, AppState};
+
+pub(crate) fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/articles/{slug}/comments", get(list).post(create))
+        .route("/api/articles/{slug}/comments/{id}", delete(remove))
+        .route("/api/articles/{slug}/comments/{id}/sentiment", put(correct))
+}
+
+const COMMENT_MAX_BYTES: usize = 10 * 1024;
+
+#[derive(Deserialize, Serialize)]
+struct CommentBody<T> {
+    comment: T,
+}
+
+#[derive(Deserialize)]
+struct NewComment {
+    body: String,
+}
+
+#[derive(Deserialize)]
+struct Correction {
+    label: String,
+}
+
+/// A comment's sentiment.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Sentiment {
+    label: String,
+    score: f64,
+    model_version: Option<String>,
+    source: String,
+}
+
+/// The comment object of the API.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Comment {
+    id: i64,
+    created_at: String,
+    updated_at: String,
+    body: String,
+    author: Profile,
+    sentiment: Option<Sentiment>,
+}
+
+const SELECT: &str = "SELECT c.id, c.body, c.created_at, c.updated_at, c.sentiment_label, c.sentiment_score, \
+     c.sentiment_model_version, c.sentiment_source, u.username, u.bio, u.image, \
+     (SELECT COUNT(*) FROM follows fo WHERE fo.follower_id = ? AND fo.followed_id = c.author_id) AS following \
+     FROM comments c JOIN users u ON u.id = c.author_id";
+
+fn comment(row: &AnyRow) -> Result<Comment, ApiError> {
+    let source: Option<String> = row.try_get("sentiment_source")?;
+    let sentiment = match (source, row.try_get::<Option<String>, _>("sentiment_label")?) {
+        (Some(source), Some(label)) => Some(Sentiment {
+            label,
+            score: row
+                .try_get::<Option<f64>, _>("sentiment_score")?
+                .unwrap_or(0.0),
+            model_version: row.try_get("sentiment_model_version")?,
+            source,
+        }),
+        _ => None,
+    };
+    Ok(Comment {
+        id: row.try_get("id")?,
+        created_at: iso_millis(row.try_get("created_at")?),
+        updated_at: iso_millis(row.try_get("updated_at")?),
+        body: crate::db::text(row, "body")?.unwrap_or_default(),
+        author: Profile {
+            username: row.try_get("username")?,
+            bio: crate::db::text(row, "bio")?,
+            image: crate::db::text(row, "image")?,
+            following: row.try_get::<i64, _>("following")? != 0,
+        },
+        sentiment,
+    })
+}
+
+/// The article's id and author.
+async fn article_of(state: &AppState, slug: &str) -> Result<(i64, i64), ApiError> {
+    let row = sqlx::query("SELECT id, author_id FROM articles WHERE slug = ?")
+        .bind(slug)
+        .fetch_optional(&state.db)
+        .await?
+        .ok_or(ApiError::NotFound("article"))?;
+    Ok((row.try_get("id")?, row.try_get("author_id")?))
+}
+
+async fn one(
+    state: &AppState,
+    article: i64,
+    id: i64,
+    viewer: Option<i64>,
+) -> Result<(i64, Comment), ApiError> {
+    let sql = format!("{SELECT} WHERE c.id = ? AND c.article_id = ?");
+    let row = sqlx::query(&sql)
+        .bind(viewer.unwrap_or(-1))
+        .bind(id)
+        .bind(article)
+        .fetch_optional(&state.db)
+        .await?
+        .ok_or(ApiError::NotFound("comment"))?;
+    let author: i64 = sqlx::query("SELECT author_id FROM comments WHERE id = ?")
+        .bind(id)
+        .fetch_one(&state.db)
+        .await?
+        .try_get("author_id")?;
+    Ok((author, comment(&row)?))
+}
+
+#[derive(Serialize)]
+struct Comments {
+    comments: Vec<Comment>,
+}
+
+async fn list(
+    State(state): State<Arc<AppState>>,
+    MaybeAuthUser(viewer): MaybeAuthUser,
+    Path(slug): Path<String>,
+) -> Result<Json<Comments>, ApiError> {
+    let (article, _) = article_of(&state, &slug).await?;
+    let sql = format!("{SELECT} WHERE c.article_id = ? ORDER BY c.created_at, c.id");
+    let rows = sqlx::query(&sql)
+        .bind(viewer.map_or(-1, |s| s.user_id))
+        .bind(article)
+        .fetch_all(&state.db)
+        .await?;
+    let comments = rows.iter().map(comment).collect::<Result<_, _>>()?;
+    Ok(Json(Comments { comments }))
+}
+
+async fn create(
+    State(state): State<Arc<AppState>>,
+    AuthUser(me): AuthUser,
+    Path(slug): Path<String>,
+    JsonBody(body): JsonBody<CommentBody<NewComment>>,
+) -> Result<(StatusCode, Json<CommentBody<Comment>>), ApiError> {
+    let text = body.comment.body;
+    let mut p = Problems::default();
+    p.check(text.trim().is_empty(), "body", "can't be blank");
+    p.check(
+        text.len() > COMMENT_MAX_BYTES,
+        "body",
+        "is too long (maximum is 10 KB)",
+    );
+    p.into_result()?;
+    let (article, _) = article_of(&state, &slug).await?;
+    let now = now_millis();
+    let mut tx = state.db.begin().await?;
+    sqlx::query("INSERT INTO comments (article_id, author_id, body, created_at, updated_at) VALUES (?, ?, ?, ?, ?)")
+        .bind(article)
+        .bind(me.user_id)
+        .bind(&text)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    let id: i64 =
+        sqlx::query("SELECT MAX(id) AS id FROM comments WHERE article_id = ? AND author_id = ?")
+            .bind(article)
+            .bind(me.user_id)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("id")?;
+    tx.commit().await?;
+    // Stored first; sentiment is a best effort within the client's short timeout.
+    if let Some(client) = &state.sentiment {
+        match client.score(std::slice::from_ref(&text)).await {
+            Ok(scored) => {
+                if let Some(s) = scored.first() {
+                    crate::sentiment::store(&state.db, id, s).await?;
+                }
+            }
+            Err(e) => tracing::warn!(comment = id, "sentiment pending: {e}"),
+        }
+    }
+    let (_, comment) = one(&state, article, id, Some(me.user_id)).await?;
+    Ok((StatusCode::CREATED, Json(CommentBody { comment })))
+}
+
+async fn remove(
+    State(state): State<Arc<AppState>>,
+    AuthUser(me): AuthUser,
+    Path((slug, id)): Path<(String, i64)>,
+) -> Result<StatusCode, ApiError> {
+    let (article, _) = article_of(&state, &slug).await?;
+    let (author, _) = one(&state, article, id, Some(me.user_id)).await?;
+    if author != me.user_id {
+        return Err(ApiError::Forbidden);
+    }
+    sqlx::query("DELETE FROM comments WHERE id = ?")
+        .bind(id)
+        .execute(&state.db)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn correct(
+    State(state): State<Arc<AppState>>,
+    AuthUser(me): AuthUser,
+    Path((slug, id)): Path<(String, i64)>,
+    JsonBody(body): JsonBody<Correction>,
+) -> Result<Json<CommentBody<Comment>>, ApiError> {
+    let label = body.label;
+    if label != "positive" && label != "negative" {
+        return Err(ApiError::field("label", "must be positive or negative"));
+    }
+    let (article, article_author) = article_of(&state, &slug).await?;
+    one(&state, article, id, Some(me.user_id)).await?;
+    let admin: i64 = sqlx::query("SELECT admin FROM users WHERE id = ?")
+        .bind(me.user_id)
+        .fetch_one(&state.db)
+        .await?
+        .try_get("admin")?;
+    if article_author != me.user_id && admin == 0 {
+        return Err(ApiError::Forbidden);
+    }
+    let score = if label == "positive" { 1.0 } else { 0.0 };
+    sqlx::query(
+        "UPDATE comments SET sentiment_label = ?, sentiment_score = ?, sentiment_model_version = NULL, \
+         sentiment_source = 'human', updated_at = ? WHERE id = ?",
+    )
+    .bind(&label)
+    .bind(score)
+    .bind(now_millis())
+    .bind(id)
+    .execute(&state.db)
+    .await?;
+    let (_, comment) = one(&state, article, id, Some(me.user_id)).await?;
+    Ok(Json(CommentBody { comment }))
+}

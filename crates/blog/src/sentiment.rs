@@ -1,0 +1,123 @@
+//! Comment sentiment from the inference service, over its HTTP contract
+//! (`POST /v1/sentiment/batch`), with a short timeout: commenting never waits
+//! long for it, and a background task back-fills what was missed.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use sqlx::{AnyPool, Row};
+
+/// A model's answer for one text.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Scored {
+    /// `positive` or `negative`.
+    pub label: String,
+    /// Probability of positive.
+    pub score: f64,
+    /// The model version that answered.
+    pub model_version: String,
+}
+
+#[derive(Deserialize)]
+struct BatchAnswer {
+    results: Vec<Scored>,
+}
+
+/// Client of the inference service.
+#[derive(Clone)]
+pub struct SentimentClient {
+    http: reqwest::Client,
+    url: String,
+}
+
+impl SentimentClient {
+    /// A client of the service at `base_url` that gives up after `timeout`.
+    pub fn new(base_url: &str, timeout: Duration) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Self {
+            http,
+            url: format!("{}/v1/sentiment/batch", base_url.trim_end_matches('/')),
+        })
+    }
+
+    /// Scores `texts` (at most 256), or says why not.
+    pub async fn score(&self, texts: &[String]) -> Result<Vec<Scored>, String> {
+        let resp = self
+            .http
+            .post(&self.url)
+            .json(&serde_json::json!({ "texts": texts }))
+            .send()
+            .await
+            .map_err(|e| format!("inference unreachable: {e}"))?;
+        if !resp.status().is_success() {
+            return Err(format!("inference answered {}", resp.status()));
+        }
+        let answer: BatchAnswer = resp
+            .json()
+            .await
+            .map_err(|e| format!("unexpected inference answer: {e}"))?;
+        if answer.results.len() != texts.len() {
+            return Err("inference answered the wrong number of results".into());
+        }
+        Ok(answer.results)
+    }
+}
+
+/// Stores a model's sentiment unless the comment already has one (a human
+/// correction is never overwritten by the model).
+pub async fn store(db: &AnyPool, comment: i64, s: &Scored) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE comments SET sentiment_label = ?, sentiment_score = ?, sentiment_model_version = ?, \
+         sentiment_source = 'model' WHERE id = ? AND sentiment_source IS NULL",
+    )
+    .bind(&s.label)
+    .bind(s.score)
+    .bind(&s.model_version)
+    .bind(comment)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Scores up to 64 comments still without sentiment; returns how many got one.
+pub async fn backfill_once(db: &AnyPool, client: &SentimentClient) -> Result<usize, String> {
+    let rows = sqlx::query(
+        "SELECT id, body FROM comments WHERE sentiment_source IS NULL ORDER BY id LIMIT 64",
+    )
+    .fetch_all(db)
+    .await
+    .map_err(|e| e.to_string())?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut texts = Vec::with_capacity(rows.len());
+    for row in &rows {
+        ids.push(row.try_get::<i64, _>("id").map_err(|e| e.to_string())?);
+        texts.push(
+            crate::db::text(row, "body")
+                .map_err(|e| e.to_string())?
+                .unwrap_or_default(),
+        );
+    }
+    let scored = client.score(&texts).await?;
+    for (id, s) in ids.iter().zip(&scored) {
+        store(db, *id, s).await.map_err(|e| e.to_string())?;
+    }
+    Ok(scored.len())
+}
+
+/// Back-fills forever, every `every`.
+pub async fn backfill_loop(db: AnyPool, client: SentimentClient, every: Duration) {
+    loop {
+        match backfill_once(&db, &client).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(comments = n, "back-filled comment sentiment"),
+            Err(e) => tracing::debug!("sentiment back-fill postponed: {e}"),
+        }
+        tokio::time::sleep(every).await;
+    }
+}
