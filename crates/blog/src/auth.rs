@@ -51,43 +51,100 @@ struct Claims {
     exp: u64,
 }
 
-/// Where sessions live: Redis in a cluster, memory in one process.
-pub trait SessionStore: Send + Sync {
-    /// Records a new session of `user_id`.
-    fn create(&self, session: &str, user_id: i64, ttl: Duration) -> Result<(), ApiError>;
-    /// The user of a live session.
-    fn user_of(&self, session: &str) -> Result<Option<i64>, ApiError>;
-    /// Ends a session.
-    fn revoke(&self, session: &str) -> Result<(), ApiError>;
-}
-
 /// Sessions in process memory (single-process mode).
 #[derive(Default)]
 pub struct MemorySessions(Mutex<HashMap<String, (i64, SystemTime)>>);
 
-impl SessionStore for MemorySessions {
-    fn create(&self, session: &str, user_id: i64, ttl: Duration) -> Result<(), ApiError> {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let now = SystemTime::now();
-        map.retain(|_, (_, expires)| *expires > now);
-        map.insert(session.to_string(), (user_id, now + ttl));
-        Ok(())
+/// Sessions in Redis (any number of replicas share them): `SET <prefix><id> <user> EX <ttl>`.
+pub struct RedisSessions {
+    redis: redis::aio::ConnectionManager,
+    prefix: String,
+}
+
+/// Where sessions live: Redis in a cluster, memory in one process.
+pub enum Sessions {
+    /// In this process.
+    Memory(MemorySessions),
+    /// In Redis.
+    Redis(RedisSessions),
+}
+
+fn redis_down(e: redis::RedisError) -> ApiError {
+    tracing::error!("session store unreachable: {e}");
+    ApiError::Unavailable("the session store is unreachable; retry shortly")
+}
+
+impl Sessions {
+    /// Sessions in Redis at `url`, under keys starting with `prefix`.
+    pub async fn redis(url: &str, prefix: &str) -> Result<Self, redis::RedisError> {
+        let client = redis::Client::open(url)?;
+        let redis = redis::aio::ConnectionManager::new(client).await?;
+        Ok(Self::Redis(RedisSessions {
+            redis,
+            prefix: prefix.to_string(),
+        }))
     }
 
-    fn user_of(&self, session: &str) -> Result<Option<i64>, ApiError> {
-        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(map
-            .get(session)
-            .filter(|(_, expires)| *expires > SystemTime::now())
-            .map(|(user, _)| *user))
+    async fn create(&self, session: &str, user_id: i64, ttl: Duration) -> Result<(), ApiError> {
+        match self {
+            Self::Memory(m) => {
+                let mut map = m.0.lock().unwrap_or_else(|p| p.into_inner());
+                let now = SystemTime::now();
+                map.retain(|_, (_, expires)| *expires > now);
+                map.insert(session.to_string(), (user_id, now + ttl));
+                Ok(())
+            }
+            Self::Redis(r) => {
+                let mut conn = r.redis.clone();
+                redis::cmd("SET")
+                    .arg(format!("{}{session}", r.prefix))
+                    .arg(user_id)
+                    .arg("EX")
+                    .arg(ttl.as_secs())
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .map_err(redis_down)
+            }
+        }
     }
 
-    fn revoke(&self, session: &str) -> Result<(), ApiError> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(session);
-        Ok(())
+    async fn user_of(&self, session: &str) -> Result<Option<i64>, ApiError> {
+        match self {
+            Self::Memory(m) => {
+                let map = m.0.lock().unwrap_or_else(|p| p.into_inner());
+                Ok(map
+                    .get(session)
+                    .filter(|(_, expires)| *expires > SystemTime::now())
+                    .map(|(user, _)| *user))
+            }
+            Self::Redis(r) => {
+                let mut conn = r.redis.clone();
+                redis::cmd("GET")
+                    .arg(format!("{}{session}", r.prefix))
+                    .query_async::<Option<i64>>(&mut conn)
+                    .await
+                    .map_err(redis_down)
+            }
+        }
+    }
+
+    async fn revoke(&self, session: &str) -> Result<(), ApiError> {
+        match self {
+            Self::Memory(m) => {
+                m.0.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(session);
+                Ok(())
+            }
+            Self::Redis(r) => {
+                let mut conn = r.redis.clone();
+                redis::cmd("DEL")
+                    .arg(format!("{}{session}", r.prefix))
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .map_err(redis_down)
+            }
+        }
     }
 }
 
@@ -95,7 +152,7 @@ impl SessionStore for MemorySessions {
 pub struct Auth {
     encoding: EncodingKey,
     decoding: DecodingKey,
-    sessions: Box<dyn SessionStore>,
+    sessions: Sessions,
 }
 
 /// A verified token.
@@ -111,7 +168,7 @@ pub struct Session {
 
 impl Auth {
     /// Tokens signed with `secret` (at least 32 bytes), sessions in `sessions`.
-    pub fn new(secret: &[u8], sessions: Box<dyn SessionStore>) -> Self {
+    pub fn new(secret: &[u8], sessions: Sessions) -> Self {
         Self {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
@@ -120,10 +177,12 @@ impl Auth {
     }
 
     /// Starts a session for `user_id` and returns its token.
-    pub fn sign_in(&self, user_id: i64) -> Result<Session, ApiError> {
+    pub async fn sign_in(&self, user_id: i64) -> Result<Session, ApiError> {
         let bytes: [u8; 16] = rand::rng().random();
         let session_id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        self.sessions.create(&session_id, user_id, SESSION_TTL)?;
+        self.sessions
+            .create(&session_id, user_id, SESSION_TTL)
+            .await?;
         let exp = (SystemTime::now() + SESSION_TTL)
             .duration_since(UNIX_EPOCH)
             .map_err(|e| ApiError::Internal(e.to_string()))?
@@ -143,10 +202,10 @@ impl Auth {
     }
 
     /// Checks a token's signature, expiry and session.
-    pub fn verify(&self, token: &str) -> Result<Session, ApiError> {
+    pub async fn verify(&self, token: &str) -> Result<Session, ApiError> {
         let data = decode::<Claims>(token, &self.decoding, &Validation::new(Algorithm::HS256))
             .map_err(|_| ApiError::Unauthorized)?;
-        match self.sessions.user_of(&data.claims.sid)? {
+        match self.sessions.user_of(&data.claims.sid).await? {
             Some(user) if user == data.claims.sub => Ok(Session {
                 user_id: user,
                 session_id: data.claims.sid,
@@ -157,7 +216,7 @@ impl Auth {
     }
 
     /// Ends the session of a token.
-    pub fn sign_out(&self, session: &Session) -> Result<(), ApiError> {
-        self.sessions.revoke(&session.session_id)
+    pub async fn sign_out(&self, session: &Session) -> Result<(), ApiError> {
+        self.sessions.revoke(&session.session_id).await
     }
 }

@@ -23,6 +23,9 @@ pub enum ApiError {
     /// Validation or uniqueness failed, per field.
     #[error("unprocessable entity")]
     Unprocessable(BTreeMap<String, Vec<String>>),
+    /// A backing service (the session store) is unreachable.
+    #[error("{0}")]
+    Unavailable(&'static str),
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -76,6 +79,7 @@ impl IntoResponse for ApiError {
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Database(e) => {
                 tracing::error!("database error: {e}");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")

@@ -39,7 +39,7 @@ impl FromRequestParts<Arc<AppState>> for AuthUser {
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
         let token = token(parts)?.ok_or(ApiError::Unauthorized)?;
-        state.auth.verify(token).map(AuthUser)
+        state.auth.verify(token).await.map(AuthUser)
     }
 }
 
@@ -52,7 +52,11 @@ impl FromRequestParts<Arc<AppState>> for MaybeAuthUser {
     ) -> Result<Self, ApiError> {
         match token(parts)? {
             None => Ok(MaybeAuthUser(None)),
-            Some(token) => state.auth.verify(token).map(|s| MaybeAuthUser(Some(s))),
+            Some(token) => state
+                .auth
+                .verify(token)
+                .await
+                .map(|s| MaybeAuthUser(Some(s))),
         }
     }
 }

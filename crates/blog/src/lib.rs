@@ -10,8 +10,8 @@
 //! - [`sentiment`]: the inference client and the back-fill of pending comments.
 //!
 //! Built so far: users, profiles, articles, favourites, tags, comments with
-//! sentiment. Redis sessions, the Redis cache, the login rate limit and
-//! `/metrics` come next (see the issue).
+//! sentiment, sessions in memory or Redis. The Redis cache, the login rate
+//! limit and `/metrics` come next (see the issue).
 
 #![warn(missing_docs)]
 
@@ -28,7 +28,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::Router;
 use sqlx::AnyPool;
 
-use crate::auth::{Auth, MemorySessions};
+use crate::auth::{Auth, MemorySessions, Sessions};
 use crate::db::Backend;
 use crate::sentiment::SentimentClient;
 
@@ -41,6 +41,10 @@ pub struct BlogConfig {
     pub jwt_secret: Vec<u8>,
     /// This address becomes an admin when it registers (besides the first user).
     pub admin_email: Option<String>,
+    /// Redis for sessions (`redis://host:6379/`); `None` keeps them in memory.
+    pub redis_url: Option<String>,
+    /// Prefix of this deployment's Redis keys.
+    pub redis_prefix: String,
     /// Base URL of the inference service (comment sentiment); `None` leaves
     /// every comment pending.
     pub inference_url: Option<String>,
@@ -89,7 +93,13 @@ impl Blog {
             ));
         }
         let (db, backend) = db::connect(&config.database_url).await?;
-        let auth = Auth::new(&config.jwt_secret, Box::new(MemorySessions::default()));
+        let sessions = match &config.redis_url {
+            Some(url) => Sessions::redis(url, &format!("{}session:", config.redis_prefix))
+                .await
+                .map_err(|e| StartError::Config(format!("redis: {e}")))?,
+            None => Sessions::Memory(MemorySessions::default()),
+        };
+        let auth = Auth::new(&config.jwt_secret, sessions);
         let sentiment = config
             .inference_url
             .as_deref()

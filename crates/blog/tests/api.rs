@@ -20,10 +20,24 @@ async fn start_with(
     dir: Option<tempfile::TempDir>,
     inference_url: Option<String>,
 ) -> App {
+    start_full(database_url, dir, inference_url, None).await
+}
+
+/// Starts the app; `redis_prefix` puts sessions in the local Redis under that prefix.
+async fn start_full(
+    database_url: String,
+    dir: Option<tempfile::TempDir>,
+    inference_url: Option<String>,
+    redis_prefix: Option<String>,
+) -> App {
     let blog = Blog::start(BlogConfig {
         database_url,
         jwt_secret: b"a test secret that is long enough for HS256".to_vec(),
         admin_email: Some("boss@example.com".into()),
+        redis_url: redis_prefix
+            .as_ref()
+            .map(|_| "redis://127.0.0.1:6379/".to_string()),
+        redis_prefix: redis_prefix.unwrap_or_default(),
         inference_url,
         inference_timeout: std::time::Duration::from_millis(500),
         backfill_interval: std::time::Duration::from_millis(100),
@@ -793,4 +807,59 @@ async fn comments_get_sentiment_late_when_inference_was_down_and_humans_correct_
             .0,
         404
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_in_redis_are_shared_by_replicas_and_logout_revokes_everywhere() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = format!("sqlite://{}", dir.path().join("blog.db").display());
+    let prefix = format!("bloginfer-test-{}-{}:", std::process::id(), rand_suffix());
+    let one = start_full(db.clone(), None, None, Some(prefix.clone())).await;
+    let two = start_full(db, None, None, Some(prefix.clone())).await;
+    let user = one.register("alice", "alice@example.com").await;
+    let token = user["token"].as_str().expect("token").to_string();
+    let (status, me) = two.call(Method::GET, "/api/user", Some(&token), None).await;
+    assert_eq!(
+        (status, me["user"]["username"].as_str()),
+        (200, Some("alice")),
+        "another replica knows the session"
+    );
+
+    let client = redis::Client::open("redis://127.0.0.1:6379/").expect("redis client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis on 127.0.0.1:6379");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .expect("keys");
+    assert_eq!(keys.len(), 1, "one session key: {keys:?}");
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(&keys[0])
+        .query_async(&mut conn)
+        .await
+        .expect("ttl");
+    assert!(ttl > 0, "sessions expire");
+
+    assert_eq!(
+        two.call(Method::POST, "/api/users/logout", Some(&token), None)
+            .await
+            .0,
+        204
+    );
+    assert_eq!(
+        one.call(Method::GET, "/api/user", Some(&token), None)
+            .await
+            .0,
+        401,
+        "revoked on every replica"
+    );
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .expect("keys");
+    assert!(keys.is_empty(), "{keys:?}");
 }

@@ -158,7 +158,7 @@ async fn register(
         .await?
         .try_get("id")?;
     tx.commit().await?;
-    let session = state.auth.sign_in(id)?;
+    let session = state.auth.sign_in(id).await?;
     let user = load_user(&state, id, session.token).await?;
     Ok((StatusCode::CREATED, Json(UserBody { user })))
 }
@@ -184,7 +184,7 @@ async fn login(
     if !ok {
         return Err(invalid());
     }
-    let session = state.auth.sign_in(id)?;
+    let session = state.auth.sign_in(id).await?;
     Ok(Json(UserBody {
         user: load_user(&state, id, session.token).await?,
     }))
@@ -194,7 +194,7 @@ async fn logout(
     State(state): State<Arc<AppState>>,
     AuthUser(session): AuthUser,
 ) -> Result<StatusCode, ApiError> {
-    state.auth.sign_out(&session)?;
+    state.auth.sign_out(&session).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -25,6 +25,12 @@ pub struct BlogArgs {
     /// This address becomes an admin when it registers (the first user always does).
     #[arg(long, env = "ADMIN_EMAIL")]
     admin_email: Option<String>,
+    /// Redis for sessions (none: in memory, single process only).
+    #[arg(long, env = "REDIS_URL")]
+    redis_url: Option<String>,
+    /// Prefix of this deployment's Redis keys.
+    #[arg(long, env = "REDIS_PREFIX", default_value = "bloginfer:")]
+    redis_prefix: String,
     /// Base URL of the inference service for comment sentiment (none: comments stay pending).
     #[arg(long, env = "INFERENCE_URL")]
     inference_url: Option<String>,
@@ -90,6 +96,8 @@ pub fn run(args: BlogArgs) -> Result<()> {
             database_url: args.database_url.clone(),
             jwt_secret: secret,
             admin_email: args.admin_email.clone(),
+            redis_url: args.redis_url.clone(),
+            redis_prefix: args.redis_prefix.clone(),
             inference_url: args.inference_url.clone(),
             inference_timeout: args.inference_timeout,
             backfill_interval: std::time::Duration::from_secs(5),

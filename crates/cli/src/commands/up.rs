@@ -99,6 +99,8 @@ pub fn run(threads: usize, args: UpArgs) -> Result<()> {
             database_url: format!("sqlite://{}", database.display()),
             jwt_secret: secret,
             admin_email: None,
+            redis_url: None,
+            redis_prefix: String::new(),
             // Inference is served by this same process, on this same listener.
             inference_url: Some(format!("http://{}", args.listen)),
             inference_timeout: Duration::from_millis(300),
