@@ -7,19 +7,23 @@
 //! - [`error`]: the one error type and its JSON shapes;
 //! - [`http`]: one module and router per resource.
 //!
-//! - [`sentiment`]: the inference client and the back-fill of pending comments.
+//! - [`sentiment`]: the inference client and the back-fill of pending comments;
+//! - [`cache`]: cache-aside in Redis for hot reads;
+//! - [`metrics`]: Prometheus metrics.
 //!
 //! Built so far: users, profiles, articles, favourites, tags, comments with
-//! sentiment, sessions in memory or Redis. The Redis cache, the login rate
-//! limit and `/metrics` come next (see the issue).
+//! sentiment, sessions in memory or Redis, the Redis cache of comment lists
+//! and tags, `/metrics`. The login rate limit comes next (see the issue).
 
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod cache;
 pub mod db;
 pub mod error;
 pub mod extract;
 pub mod http;
+pub mod metrics;
 pub mod sentiment;
 
 use std::sync::Arc;
@@ -29,7 +33,9 @@ use axum::Router;
 use sqlx::AnyPool;
 
 use crate::auth::{Auth, MemorySessions, Sessions};
+use crate::cache::Cache;
 use crate::db::Backend;
+use crate::metrics::Metrics;
 use crate::sentiment::SentimentClient;
 
 /// Settings of the blog service.
@@ -66,6 +72,10 @@ pub struct AppState {
     pub admin_email: Option<String>,
     /// The inference client, when configured.
     pub sentiment: Option<SentimentClient>,
+    /// The hot-data cache.
+    pub cache: Cache,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
 }
 
 /// The blog service, connected and migrated.
@@ -106,32 +116,39 @@ impl Blog {
             .map(|url| SentimentClient::new(url, config.inference_timeout))
             .transpose()
             .map_err(StartError::Config)?;
-        if let Some(client) = &sentiment {
+        let cache = match &config.redis_url {
+            Some(url) => Cache::redis(url, &config.redis_prefix)
+                .await
+                .map_err(|e| StartError::Config(format!("redis: {e}")))?,
+            None => Cache::disabled(),
+        };
+        let state = Arc::new(AppState {
+            db,
+            backend,
+            auth,
+            admin_email: config.admin_email.map(|e| e.trim().to_lowercase()),
+            sentiment: sentiment.clone(),
+            cache,
+            metrics: Metrics::new(),
+        });
+        if let Some(client) = sentiment {
             tokio::spawn(sentiment::backfill_loop(
-                db.clone(),
-                client.clone(),
+                state.clone(),
+                client,
                 config.backfill_interval,
             ));
         }
-        Ok(Self {
-            state: Arc::new(AppState {
-                db,
-                backend,
-                auth,
-                admin_email: config.admin_email.map(|e| e.trim().to_lowercase()),
-                sentiment,
-            }),
-        })
+        Ok(Self { state })
     }
 
-    /// The API's routes, without a fallback.
+    /// The API's routes, without a fallback or `/metrics`.
     pub fn routes(&self) -> Router {
-        http::routes(self.state.clone())
+        http::routes(self.state.clone(), false)
     }
 
-    /// The routes with a JSON 404 for anything else (the standalone service).
+    /// The standalone service: the routes, `/metrics`, and a JSON 404 for anything else.
     pub fn router(&self) -> Router {
-        self.routes().fallback(http::not_found)
+        http::routes(self.state.clone(), true).fallback(http::not_found)
     }
 }
 

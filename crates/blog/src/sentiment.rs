@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use serde::Deserialize;
-use sqlx::{AnyPool, Row};
+use sqlx::Row;
+
+use crate::AppState;
 
 /// A model's answer for one text.
 #[derive(Debug, Clone, Deserialize)]
@@ -67,8 +69,8 @@ impl SentimentClient {
 }
 
 /// Stores a model's sentiment unless the comment already has one (a human
-/// correction is never overwritten by the model).
-pub async fn store(db: &AnyPool, comment: i64, s: &Scored) -> Result<(), sqlx::Error> {
+/// correction is never overwritten by the model), and drops the cached list.
+pub async fn store(state: &AppState, comment: i64, s: &Scored) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE comments SET sentiment_label = ?, sentiment_score = ?, sentiment_model_version = ?, \
          sentiment_source = 'model' WHERE id = ? AND sentiment_source IS NULL",
@@ -77,17 +79,29 @@ pub async fn store(db: &AnyPool, comment: i64, s: &Scored) -> Result<(), sqlx::E
     .bind(s.score)
     .bind(&s.model_version)
     .bind(comment)
-    .execute(db)
+    .execute(&state.db)
     .await?;
+    let article: Option<i64> = sqlx::query("SELECT article_id FROM comments WHERE id = ?")
+        .bind(comment)
+        .fetch_optional(&state.db)
+        .await?
+        .map(|r| r.try_get("article_id"))
+        .transpose()?;
+    if let Some(article) = article {
+        state
+            .cache
+            .invalidate(&crate::cache::comments_key(article), &state.metrics)
+            .await;
+    }
     Ok(())
 }
 
 /// Scores up to 64 comments still without sentiment; returns how many got one.
-pub async fn backfill_once(db: &AnyPool, client: &SentimentClient) -> Result<usize, String> {
+pub async fn backfill_once(state: &AppState, client: &SentimentClient) -> Result<usize, String> {
     let rows = sqlx::query(
         "SELECT id, body FROM comments WHERE sentiment_source IS NULL ORDER BY id LIMIT 64",
     )
-    .fetch_all(db)
+    .fetch_all(&state.db)
     .await
     .map_err(|e| e.to_string())?;
     if rows.is_empty() {
@@ -105,15 +119,19 @@ pub async fn backfill_once(db: &AnyPool, client: &SentimentClient) -> Result<usi
     }
     let scored = client.score(&texts).await?;
     for (id, s) in ids.iter().zip(&scored) {
-        store(db, *id, s).await.map_err(|e| e.to_string())?;
+        store(state, *id, s).await.map_err(|e| e.to_string())?;
     }
     Ok(scored.len())
 }
 
 /// Back-fills forever, every `every`.
-pub async fn backfill_loop(db: AnyPool, client: SentimentClient, every: Duration) {
+pub async fn backfill_loop(
+    state: std::sync::Arc<AppState>,
+    client: SentimentClient,
+    every: Duration,
+) {
     loop {
-        match backfill_once(&db, &client).await {
+        match backfill_once(&state, &client).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(comments = n, "back-filled comment sentiment"),
             Err(e) => tracing::debug!("sentiment back-fill postponed: {e}"),

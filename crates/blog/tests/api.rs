@@ -125,6 +125,16 @@ impl App {
         )
     }
 
+    async fn call_text(&self, path: &str) -> (u16, String) {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .expect("send");
+        (resp.status().as_u16(), resp.text().await.expect("body"))
+    }
+
     async fn register(&self, name: &str, email: &str) -> Value {
         let (status, body) = self
             .call(reqwest::Method::POST, "/api/users", None, Some(json!({"user": {"username": name, "email": email, "password": "correct horse"}})))
@@ -862,4 +872,156 @@ async fn sessions_in_redis_are_shared_by_replicas_and_logout_revokes_everywhere(
         .await
         .expect("keys");
     assert!(keys.is_empty(), "{keys:?}");
+}
+
+/// A private redis-server on a free loopback port, killed when dropped.
+struct PrivateRedis {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl PrivateRedis {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("probe")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        let start = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(10),
+                "redis-server did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Self { child, port }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn counter(metrics: &str, outcome: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| {
+            l.starts_with(&format!(
+                "bloginfer_blog_cache_total{{outcome=\"{outcome}\"}}"
+            ))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_cache_is_invalidated_on_writes_and_redis_going_away_changes_no_answer() {
+    let mut redis = PrivateRedis::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let blog = Blog::start(BlogConfig {
+        database_url: format!("sqlite://{}", dir.path().join("blog.db").display()),
+        jwt_secret: b"a test secret that is long enough for HS256".to_vec(),
+        admin_email: None,
+        redis_url: Some(format!("redis://127.0.0.1:{}/", redis.port)),
+        redis_prefix: "t:".into(),
+        inference_url: None,
+        inference_timeout: std::time::Duration::from_millis(100),
+        backfill_interval: std::time::Duration::from_secs(60),
+    })
+    .await
+    .expect("blog starts");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let app = App {
+        url: format!("http://{}", listener.local_addr().expect("addr")),
+        http: reqwest::Client::new(),
+        _dir: None,
+        database: None,
+    };
+    let router = blog.router();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let user = app.register("alice", "alice@example.com").await;
+    let token = user["token"].as_str().expect("token").to_string();
+    let (_, created) = app
+        .call(Method::POST, "/api/articles", Some(&token), Some(json!({"article": {"title": "t", "description": "d", "body": "b", "tagList": ["one"]}})))
+        .await;
+    let slug = created["article"]["slug"]
+        .as_str()
+        .expect("slug")
+        .to_string();
+    let comments = format!("/api/articles/{slug}/comments");
+    let say = |text: &str| json!({"comment": {"body": text}});
+
+    assert_eq!(
+        app.call(Method::POST, &comments, Some(&token), Some(say("first")))
+            .await
+            .0,
+        201
+    );
+    let (_, first) = app.call(Method::GET, &comments, None, None).await; // miss, fills
+    let (_, again) = app.call(Method::GET, &comments, None, None).await; // hit
+    assert_eq!(first, again);
+    let (_, metrics) = app.call_text("/metrics").await;
+    assert!(counter(&metrics, "hit") >= 1.0, "{metrics}");
+
+    // A write invalidates: the new comment shows at once.
+    assert_eq!(
+        app.call(Method::POST, &comments, Some(&token), Some(say("second")))
+            .await
+            .0,
+        201
+    );
+    let (_, after) = app.call(Method::GET, &comments, None, None).await;
+    assert_eq!(after["comments"].as_array().map(Vec::len), Some(2));
+    let (_, tags) = app.call(Method::GET, "/api/tags", None, None).await;
+    assert_eq!(tags, json!({"tags": ["one"]}));
+    app.call(
+        Method::POST,
+        "/api/articles",
+        Some(&token),
+        Some(
+            json!({"article": {"title": "u", "description": "d", "body": "b", "tagList": ["two"]}}),
+        ),
+    )
+    .await;
+    let (_, tags) = app.call(Method::GET, "/api/tags", None, None).await;
+    assert_eq!(
+        tags,
+        json!({"tags": ["one", "two"]}),
+        "a new article's tags show at once"
+    );
+
+    // Redis goes away: reads are still right, served from the database.
+    let _ = redis.child.kill();
+    let _ = redis.child.wait();
+    let (status, without) = app.call(Method::GET, &comments, None, None).await;
+    assert_eq!((status, &without), (200, &after));
+    let (status, tags) = app.call(Method::GET, "/api/tags", None, None).await;
+    assert_eq!((status, tags), (200, json!({"tags": ["one", "two"]})));
+    let (_, metrics) = app.call_text("/metrics").await;
+    assert!(
+        counter(&metrics, "error") >= 1.0,
+        "cache failures are counted: {metrics}"
+    );
 }

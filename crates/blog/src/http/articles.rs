@@ -400,6 +400,10 @@ async fn create(
             .await?;
     }
     tx.commit().await?;
+    state
+        .cache
+        .invalidate(crate::cache::TAGS_KEY, &state.metrics)
+        .await;
     let (_, _, article) = one(&state, &slug, Some(me.user_id)).await?;
     Ok((StatusCode::CREATED, Json(ArticleBody { article })))
 }
@@ -458,6 +462,14 @@ async fn remove(
         .bind(id)
         .execute(&state.db)
         .await?;
+    state
+        .cache
+        .invalidate(crate::cache::TAGS_KEY, &state.metrics)
+        .await;
+    state
+        .cache
+        .invalidate(&crate::cache::comments_key(id), &state.metrics)
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 

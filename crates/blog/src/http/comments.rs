@@ -40,7 +40,7 @@ struct Correction {
 }
 
 /// A comment's sentiment.
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Sentiment {
     label: String,
@@ -50,7 +50,7 @@ struct Sentiment {
 }
 
 /// The comment object of the API.
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Comment {
     id: i64,
@@ -61,7 +61,7 @@ struct Comment {
     sentiment: Option<Sentiment>,
 }
 
-const SELECT: &str = "SELECT c.id, c.body, c.created_at, c.updated_at, c.sentiment_label, c.sentiment_score, \
+const SELECT: &str = "SELECT c.id, c.author_id, c.body, c.created_at, c.updated_at, c.sentiment_label, c.sentiment_score, \
      c.sentiment_model_version, c.sentiment_source, u.username, u.bio, u.image, \
      (SELECT COUNT(*) FROM follows fo WHERE fo.follower_id = ? AND fo.followed_id = c.author_id) AS following \
      FROM comments c JOIN users u ON u.id = c.author_id";
@@ -131,19 +131,67 @@ struct Comments {
     comments: Vec<Comment>,
 }
 
+/// A comment as cached: the same for every viewer (`following` is filled per request).
+#[derive(Serialize, Deserialize)]
+struct Cached {
+    author_id: i64,
+    comment: Comment,
+}
+
+/// The article's comments, oldest first, from the cache or the database.
+async fn all_comments(state: &AppState, article: i64) -> Result<Vec<Cached>, ApiError> {
+    let key = crate::cache::comments_key(article);
+    if let Some(cached) = state.cache.get::<Vec<Cached>>(&key, &state.metrics).await {
+        return Ok(cached);
+    }
+    let sql = format!("{SELECT} WHERE c.article_id = ? ORDER BY c.created_at, c.id");
+    let rows = sqlx::query(&sql)
+        .bind(-1i64)
+        .bind(article)
+        .fetch_all(&state.db)
+        .await?;
+    let list = rows
+        .iter()
+        .map(|row| {
+            Ok(Cached {
+                author_id: row.try_get("author_id")?,
+                comment: comment(row)?,
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    state.cache.put(&key, &list, &state.metrics).await;
+    Ok(list)
+}
+
 async fn list(
     State(state): State<Arc<AppState>>,
     MaybeAuthUser(viewer): MaybeAuthUser,
     Path(slug): Path<String>,
 ) -> Result<Json<Comments>, ApiError> {
     let (article, _) = article_of(&state, &slug).await?;
-    let sql = format!("{SELECT} WHERE c.article_id = ? ORDER BY c.created_at, c.id");
-    let rows = sqlx::query(&sql)
-        .bind(viewer.map_or(-1, |s| s.user_id))
-        .bind(article)
-        .fetch_all(&state.db)
-        .await?;
-    let comments = rows.iter().map(comment).collect::<Result<_, _>>()?;
+    let cached = all_comments(&state, article).await?;
+    let followed: std::collections::HashSet<i64> = match viewer {
+        Some(me) => sqlx::query("SELECT followed_id FROM follows WHERE follower_id = ?")
+            .bind(me.user_id)
+            .fetch_all(&state.db)
+            .await?
+            .iter()
+            .map(|r| r.try_get("followed_id"))
+            .collect::<Result<_, _>>()?,
+        None => Default::default(),
+    };
+    let comments = cached
+        .into_iter()
+        .map(
+            |Cached {
+                 author_id,
+                 mut comment,
+             }| {
+                comment.author.following = followed.contains(&author_id);
+                comment
+            },
+        )
+        .collect();
     Ok(Json(Comments { comments }))
 }
 
@@ -181,12 +229,16 @@ async fn create(
             .await?
             .try_get("id")?;
     tx.commit().await?;
+    state
+        .cache
+        .invalidate(&crate::cache::comments_key(article), &state.metrics)
+        .await;
     // Stored first; sentiment is a best effort within the client's short timeout.
     if let Some(client) = &state.sentiment {
         match client.score(std::slice::from_ref(&text)).await {
             Ok(scored) => {
                 if let Some(s) = scored.first() {
-                    crate::sentiment::store(&state.db, id, s).await?;
+                    crate::sentiment::store(&state, id, s).await?;
                 }
             }
             Err(e) => tracing::warn!(comment = id, "sentiment pending: {e}"),
@@ -210,6 +262,10 @@ async fn remove(
         .bind(id)
         .execute(&state.db)
         .await?;
+    state
+        .cache
+        .invalidate(&crate::cache::comments_key(article), &state.metrics)
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -244,6 +300,10 @@ async fn correct(
     .bind(id)
     .execute(&state.db)
     .await?;
+    state
+        .cache
+        .invalidate(&crate::cache::comments_key(article), &state.metrics)
+        .await;
     let (_, comment) = one(&state, article, id, Some(me.user_id)).await?;
     Ok(Json(CommentBody { comment }))
 }

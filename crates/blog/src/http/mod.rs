@@ -18,8 +18,9 @@ use tower_http::cors::{Any, CorsLayer};
 use crate::error::ApiError;
 use crate::AppState;
 
-/// The blog API's routes (no fallback, so the all-in-one app can add its own).
-pub fn routes(state: Arc<AppState>) -> Router {
+/// The blog API's routes (no fallback, so the all-in-one app can add its own);
+/// `with_metrics` adds `/metrics` (the all-in-one app serves inference's there).
+pub fn routes(state: Arc<AppState>, with_metrics: bool) -> Router {
     let cors = CorsLayer::new()
         .allow_origin(Any)
         .allow_methods([
@@ -30,7 +31,7 @@ pub fn routes(state: Arc<AppState>) -> Router {
             Method::OPTIONS,
         ])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]);
-    Router::new()
+    let mut router = Router::new()
         .merge(users::router())
         .merge(articles::router())
         .merge(comments::router())
@@ -40,7 +41,12 @@ pub fn routes(state: Arc<AppState>) -> Router {
             "/healthz",
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),
         )
-        .route("/readyz", get(readyz))
+        .route("/readyz", get(readyz));
+    if with_metrics {
+        router = router.route("/metrics", get(metrics));
+    }
+    router
+        .layer(axum::middleware::from_fn_with_state(state.clone(), record))
         .layer(cors)
         .with_state(state)
 }
@@ -61,4 +67,34 @@ async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
             )
         }
     }
+}
+
+async fn record(
+    State(state): State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", axum::extract::MatchedPath::as_str)
+        .to_string();
+    let start = std::time::Instant::now();
+    let response = next.run(request).await;
+    state.metrics.observe(
+        &route,
+        response.status().as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
 }

@@ -22,7 +22,7 @@ pub(crate) fn router() -> Router<Arc<AppState>> {
 }
 
 /// The profile object of the API.
-#[derive(Serialize)]
+#[derive(Serialize, serde::Deserialize)]
 pub struct Profile {
     /// Username.
     pub username: String,
