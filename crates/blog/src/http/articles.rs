@@ -325,7 +325,7 @@ async fn feed(
     let binds = vec![Some(me.user_id.to_string())];
     let result = listing(
         &state,
-        &filter,
+        filter,
         binds,
         Some(me.user_id),
         page(q.limit, q.offset),
