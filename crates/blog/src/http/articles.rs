@@ -254,24 +254,52 @@ async fn listing(
         count = count.bind(b.clone());
     }
     let total: i64 = count.fetch_one(&state.db).await?.try_get("n")?;
-    let sql =
-        format!("{SELECT} WHERE {filter} ORDER BY a.created_at DESC, a.id DESC LIMIT ? OFFSET ?");
-    let mut query = sqlx::query(&sql)
-        .bind(viewer.unwrap_or(-1))
-        .bind(viewer.unwrap_or(-1));
+    // The page's ids first, then the details of just those rows: with the
+    // per-row subqueries in one statement, MySQL computes them for every
+    // matching article before sorting and cutting the page.
+    let page_sql = format!(
+        "SELECT a.id FROM articles a JOIN users u ON u.id = a.author_id WHERE {filter} \
+         ORDER BY a.created_at DESC, a.id DESC LIMIT ? OFFSET ?"
+    );
+    let mut page = sqlx::query(&page_sql);
     for b in binds {
-        query = query.bind(b);
+        page = page.bind(b);
     }
-    let rows = query.bind(limit).bind(offset).fetch_all(&state.db).await?;
-    let ids = rows
+    let ids = page
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&state.db)
+        .await?
         .iter()
         .map(|r| r.try_get("id"))
         .collect::<Result<Vec<i64>, _>>()?;
+    if ids.is_empty() {
+        return Ok(ArticleList {
+            articles: Vec::new(),
+            articles_count: total,
+        });
+    }
+    let marks = vec!["?"; ids.len()].join(", ");
+    let sql = format!("{SELECT} WHERE a.id IN ({marks})");
+    let mut query = sqlx::query(&sql)
+        .bind(viewer.unwrap_or(-1))
+        .bind(viewer.unwrap_or(-1));
+    for id in &ids {
+        query = query.bind(*id);
+    }
+    let mut by_id = std::collections::HashMap::new();
+    for row in query.fetch_all(&state.db).await? {
+        by_id.insert(row.try_get::<i64, _>("id")?, row);
+    }
+    // In page order; an article deleted between the two queries just drops out.
+    let rows: Vec<(i64, AnyRow)> = ids
+        .iter()
+        .filter_map(|id| by_id.remove(id).map(|r| (*id, r)))
+        .collect();
     let mut tags = tags_of(state, &ids).await?;
     let articles = rows
         .iter()
-        .zip(&ids)
-        .map(|(row, id)| article(row, tags.remove(id).unwrap_or_default(), false))
+        .map(|(id, row)| article(row, tags.remove(id).unwrap_or_default(), false))
         .collect::<Result<_, _>>()?;
     Ok(ArticleList {
         articles,
