@@ -155,7 +155,7 @@ fn slugify(title: &str) -> String {
     }
 }
 
-const SELECT: &str = "SELECT a.id, a.slug, a.title, a.description, a.body, a.created_at, a.updated_at, \
+const SELECT: &str = "SELECT a.id, a.author_id, a.slug, a.title, a.description, a.body, a.created_at, a.updated_at, \
      u.username, u.bio, u.image, \
      (SELECT COUNT(*) FROM favorites f WHERE f.article_id = a.id) AS favorites_count, \
      (SELECT COUNT(*) FROM favorites f WHERE f.article_id = a.id AND f.user_id = ?) AS favorited, \
@@ -223,11 +223,7 @@ async fn one(
         .await?
         .ok_or(ApiError::NotFound("article"))?;
     let id: i64 = row.try_get("id")?;
-    let author: i64 = sqlx::query("SELECT author_id FROM articles WHERE id = ?")
-        .bind(id)
-        .fetch_one(&state.db)
-        .await?
-        .try_get("author_id")?;
+    let author: i64 = row.try_get("author_id")?;
     let tags = tags_of(state, &[id]).await?.remove(&id).unwrap_or_default();
     Ok((id, author, article(&row, tags, true)?))
 }

@@ -118,11 +118,7 @@ async fn one(
         .fetch_optional(&state.db)
         .await?
         .ok_or(ApiError::NotFound("comment"))?;
-    let author: i64 = sqlx::query("SELECT author_id FROM comments WHERE id = ?")
-        .bind(id)
-        .fetch_one(&state.db)
-        .await?
-        .try_get("author_id")?;
+    let author: i64 = row.try_get("author_id")?;
     Ok((author, comment(&row)?))
 }
 
