@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Blog API benchmark: `bloginfer blog` on SQLite and on MariaDB (127.0.0.1:3306, root),
 # wrk with 32 connections: GET /api/articles?limit=20 with 50 and with 1,000 articles,
-# and POST a comment. Prints req/s and p99 per case; writes bench/results/blog.json.
+# signed out with the page cache (the default), signed out without it (every request
+# reads the database), signed in (the viewer's favourites and follows: always the
+# database), and POST a comment. Prints req/s and p99 per case; writes
+# bench/results/blog.json.
 #   BENCH_DURATION=20s  BENCH_CONNECTIONS=32
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,16 +42,43 @@ PY
 }
 
 results="$WORK/results.txt"
-bench_backend() { # name database-url
-    JWT_SECRET=benchmark-secret-benchmark-secret-00 "$BIN" blog --port $PORT --database-url "$2" > "$WORK/blog.log" 2>&1 &
-    local pid=$!
+start_blog() { # database-url page-cache(true|false)
+    JWT_SECRET=benchmark-secret-benchmark-secret-00 "$BIN" blog --port $PORT --database-url "$1" --page-cache "$2" > "$WORK/blog.log" 2>&1 &
+    BLOG_PID=$!
     for _ in $(seq 1 100); do curl -sf "$URL/readyz" >/dev/null && break; sleep 0.1; done
-    TOKEN="$(api POST /api/users '{"user":{"username":"bench","email":"bench@example.com","password":"benchmark-password"}}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["user"]["token"])')"
+    # Sessions live in the process: sign up (first start) or in again.
+    TOKEN="$(api POST /api/users "$BENCH_USER" || api POST /api/users/login "$BENCH_USER")"
+    TOKEN="$(echo "$TOKEN" | python3 -c 'import json,sys; print(json.load(sys.stdin)["user"]["token"])')"
     export TOKEN
+}
+
+BENCH_USER='{"user":{"username":"bench","email":"bench@example.com","password":"benchmark-password"}}'
+
+stop_blog() { kill "$BLOG_PID"; wait "$BLOG_PID" 2>/dev/null || true; }
+
+signed_in_script() { # the list as the signed-in bench user
+    cat > "$WORK/signed_in.lua" <<LUA
+wrk.headers["Authorization"] = "Token $TOKEN"
+LUA
+    echo "$WORK/signed_in.lua"
+}
+
+list_cases() { # backend size
+    local list="$URL/api/articles?limit=20"
+    echo "$1 list$2 $(run_wrk '' "$list")" >> "$results"
+    stop_blog; start_blog "$DB_URL" false
+    echo "$1 list$2-uncached $(run_wrk '' "$list")" >> "$results"
+    echo "$1 list$2-signed-in $(run_wrk "$(signed_in_script)" "$list")" >> "$results"
+    stop_blog; start_blog "$DB_URL" true
+}
+
+bench_backend() { # name database-url
+    DB_URL="$2"
+    start_blog "$DB_URL" true
     seed_to 50
-    echo "$1 list50 $(run_wrk '' "$URL/api/articles?limit=20")" >> "$results"
+    list_cases "$1" 50
     seed_to 1000
-    echo "$1 list1000 $(run_wrk '' "$URL/api/articles?limit=20")" >> "$results"
+    list_cases "$1" 1000
     local slug; slug="$(api GET '/api/articles?limit=1' | python3 -c 'import json,sys; print(json.load(sys.stdin)["articles"][0]["slug"])')"
     cat > "$WORK/comment.lua" <<LUA
 wrk.method = "POST"
@@ -57,7 +87,7 @@ wrk.headers["Authorization"] = "Token $TOKEN"
 wrk.body = '{"comment": {"body": "这篇文章写得很好，受益匪浅"}}'
 LUA
     echo "$1 comment $(run_wrk "$WORK/comment.lua" "$URL/api/articles/$slug/comments")" >> "$results"
-    kill $pid; wait $pid 2>/dev/null || true
+    stop_blog
     unset TOKEN
 }
 

@@ -46,6 +46,11 @@ impl Cache {
         })
     }
 
+    /// The Redis connection, when there is one.
+    pub fn connection(&self) -> Option<redis::aio::ConnectionManager> {
+        self.redis.as_ref().map(|(manager, _)| manager.clone())
+    }
+
     /// The cached value of `key`, if any (errors count as misses).
     pub async fn get<T: DeserializeOwned>(&self, key: &str, metrics: &Metrics) -> Option<T> {
         let (manager, prefix) = self.redis.as_ref()?;

@@ -33,16 +33,30 @@ impl Backend {
     }
 }
 
-const SQLITE: &[(i64, &str, &str)] = &[(
-    1,
-    "schema",
-    include_str!("../migrations/sqlite/0001_schema.sql"),
-)];
-const MYSQL: &[(i64, &str, &str)] = &[(
-    1,
-    "schema",
-    include_str!("../migrations/mysql/0001_schema.sql"),
-)];
+const SQLITE: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "schema",
+        include_str!("../migrations/sqlite/0001_schema.sql"),
+    ),
+    (
+        2,
+        "article read columns",
+        include_str!("../migrations/sqlite/0002_article_read_columns.sql"),
+    ),
+];
+const MYSQL: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "schema",
+        include_str!("../migrations/mysql/0001_schema.sql"),
+    ),
+    (
+        2,
+        "article read columns",
+        include_str!("../migrations/mysql/0002_article_read_columns.sql"),
+    ),
+];
 
 fn migrator(backend: Backend) -> Migrator {
     let files = match backend {
@@ -67,32 +81,122 @@ fn migrator(backend: Backend) -> Migrator {
     }
 }
 
-/// Connects to `url` (creating a SQLite file if needed) and runs pending migrations.
-pub async fn connect(url: &str) -> Result<(AnyPool, Backend), sqlx::Error> {
-    sqlx::any::install_default_drivers();
-    let backend = Backend::of(url).map_err(|m| sqlx::Error::Configuration(m.into()))?;
-    let url = match backend {
-        // The default mode would refuse a missing file; rwc creates it.
-        Backend::Sqlite if !url.contains("mode=") => {
-            let sep = if url.contains('?') { '&' } else { '?' };
-            format!("{url}{sep}mode=rwc")
+/// The connection pools. SQLite takes one writer at a time, so its writes go
+/// through a pool of one connection (no busy-waiting for the lock among our own
+/// connections) while readers run in parallel under WAL; MySQL uses one pool for both.
+#[derive(Clone)]
+pub struct Db {
+    reader: AnyPool,
+    writer: AnyPool,
+    backend: Backend,
+}
+
+impl Db {
+    /// The pool for reads.
+    pub fn read(&self) -> &AnyPool {
+        &self.reader
+    }
+
+    /// The pool for writes and read-modify-write transactions.
+    pub fn write(&self) -> &AnyPool {
+        &self.writer
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// `sql`, an `INSERT` into a table with an `id` key, made to report that id
+    /// (SQLite through `RETURNING`; MySQL reports it with the result).
+    pub fn returning_id(&self, sql: &str) -> String {
+        match self.backend {
+            Backend::Sqlite => format!("{sql} RETURNING id"),
+            Backend::MySql => sql.to_string(),
         }
-        _ => url.replace("mariadb:", "mysql:"),
-    };
-    let max = if backend == Backend::Sqlite { 4 } else { 16 };
-    let pool = AnyPoolOptions::new()
+    }
+
+    /// Runs an insert built from [`Db::returning_id`] and returns the new row's id.
+    pub async fn insert<'q, 'c, E>(
+        &self,
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+        executor: E,
+    ) -> Result<i64, sqlx::Error>
+    where
+        E: sqlx::Executor<'c, Database = sqlx::Any>,
+    {
+        use sqlx::Row;
+        match self.backend {
+            Backend::Sqlite => query.fetch_one(executor).await?.try_get("id"),
+            Backend::MySql => query
+                .execute(executor)
+                .await?
+                .last_insert_id()
+                .ok_or_else(|| sqlx::Error::Protocol("no insert id reported".into())),
+        }
+    }
+}
+
+fn pool_options(max: u32) -> AnyPoolOptions {
+    // No ping before every checkout: it doubles the round trips of each query; a
+    // broken connection fails its query and the pool replaces it.
+    AnyPoolOptions::new()
         .max_connections(max)
         .acquire_timeout(Duration::from_secs(5))
-        .connect(&url)
-        .await?;
-    if backend == Backend::Sqlite {
-        // WAL lets readers proceed while a write commits; foreign keys are per connection.
-        sqlx::query("PRAGMA journal_mode = WAL")
-            .execute(&pool)
-            .await?;
+        .test_before_acquire(false)
+}
+
+fn sqlite_options(max: u32) -> AnyPoolOptions {
+    pool_options(max).after_connect(|conn, _| {
+        Box::pin(async move {
+            use sqlx::Executor;
+            // NORMAL is safe with WAL (a power cut can lose the last commits, never
+            // corrupt the file) and saves an fsync per commit.
+            conn.execute("PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000")
+                .await?;
+            Ok(())
+        })
+    })
+}
+
+/// Connects to `url` (creating a SQLite file if needed) and runs pending migrations.
+pub async fn connect(url: &str) -> Result<Db, sqlx::Error> {
+    sqlx::any::install_default_drivers();
+    let backend = Backend::of(url).map_err(|m| sqlx::Error::Configuration(m.into()))?;
+    match backend {
+        Backend::Sqlite => {
+            // The default mode would refuse a missing file; rwc creates it.
+            let url = if url.contains("mode=") {
+                url.to_string()
+            } else {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{sep}mode=rwc")
+            };
+            let writer = sqlite_options(1).connect(&url).await?;
+            // WAL lets readers proceed while a write commits (a property of the file).
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&writer)
+                .await?;
+            migrator(backend).run(&writer).await?;
+            let reader = sqlite_options(4).connect(&url).await?;
+            Ok(Db {
+                reader,
+                writer,
+                backend,
+            })
+        }
+        Backend::MySql => {
+            let pool = pool_options(16)
+                .connect(&url.replace("mariadb:", "mysql:"))
+                .await?;
+            migrator(backend).run(&pool).await?;
+            Ok(Db {
+                reader: pool.clone(),
+                writer: pool,
+                backend,
+            })
+        }
     }
-    migrator(backend).run(&pool).await?;
-    Ok((pool, backend))
 }
 
 /// A nullable text column. MySQL reports `TEXT` columns to the `Any` driver

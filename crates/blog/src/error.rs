@@ -23,6 +23,9 @@ pub enum ApiError {
     /// Validation or uniqueness failed, per field.
     #[error("unprocessable entity")]
     Unprocessable(BTreeMap<String, Vec<String>>),
+    /// Too many attempts; retry after this long.
+    #[error("too many attempts; retry in {} s", .0.as_secs().max(1))]
+    TooManyRequests(std::time::Duration),
     /// A backing service (the session store) is unreachable.
     #[error("{0}")]
     Unavailable(&'static str),
@@ -75,6 +78,19 @@ impl IntoResponse for ApiError {
                     Json(serde_json::json!({ "errors": errors })),
                 )
                     .into_response()
+            }
+            Self::TooManyRequests(retry) => {
+                let body = Json(serde_json::json!({"error": {
+                    "code": "too_many_requests",
+                    "message": self.to_string(),
+                }}));
+                let seconds = retry.as_secs().max(1).to_string();
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [(axum::http::header::RETRY_AFTER, seconds)],
+                    body,
+                )
+                    .into_response();
             }
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),

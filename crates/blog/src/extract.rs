@@ -61,6 +61,39 @@ impl FromRequestParts<Arc<AppState>> for MaybeAuthUser {
     }
 }
 
+/// The client's address: the connection's peer, or, behind a reverse proxy
+/// (`BlogConfig::behind_proxy`), the last address in `X-Forwarded-For`, the one
+/// the proxy itself saw.
+pub struct ClientIp(pub String);
+
+impl FromRequestParts<Arc<AppState>> for ClientIp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        if state.behind_proxy {
+            let forwarded = parts
+                .headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .map(str::trim)
+                .rfind(|v| !v.is_empty());
+            if let Some(ip) = forwarded {
+                return Ok(ClientIp(ip.to_string()));
+            }
+        }
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string());
+        Ok(ClientIp(peer))
+    }
+}
+
 /// A JSON body; malformed JSON or wrong types are a 422 in the API's format.
 pub struct JsonBody<T>(pub T);
 

@@ -9,6 +9,8 @@
 //!
 //! - [`sentiment`]: the inference client and the back-fill of pending comments;
 //! - [`cache`]: cache-aside in Redis for hot reads;
+//! - [`limit`]: the login rate limit per client address and per account;
+//! - [`pages`]: anonymous article listings served from memory, generation-checked;
 //! - [`metrics`]: Prometheus metrics.
 //!
 //! Built so far: users, profiles, articles, favourites, tags, comments with
@@ -23,19 +25,22 @@ pub mod db;
 pub mod error;
 pub mod extract;
 pub mod http;
+pub mod limit;
 pub mod metrics;
+pub mod pages;
 pub mod sentiment;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use sqlx::AnyPool;
 
 use crate::auth::{Auth, MemorySessions, Sessions};
 use crate::cache::Cache;
-use crate::db::Backend;
+use crate::db::Db;
+use crate::limit::{LoginLimiter, LoginLimits};
 use crate::metrics::Metrics;
+use crate::pages::PageCache;
 use crate::sentiment::SentimentClient;
 
 /// Settings of the blog service.
@@ -58,14 +63,18 @@ pub struct BlogConfig {
     pub inference_timeout: Duration,
     /// How often pending comments are back-filled.
     pub backfill_interval: Duration,
+    /// Whether anonymous article listings are served from the page cache.
+    pub page_cache: bool,
+    /// Limits of login attempts.
+    pub login_limits: LoginLimits,
+    /// Behind a reverse proxy: client addresses come from `X-Forwarded-For`.
+    pub behind_proxy: bool,
 }
 
 /// What handlers share.
 pub struct AppState {
     /// The database.
-    pub db: AnyPool,
-    /// Which database it is.
-    pub backend: Backend,
+    pub db: Db,
     /// Tokens and sessions.
     pub auth: Auth,
     /// See [`BlogConfig::admin_email`].
@@ -74,6 +83,12 @@ pub struct AppState {
     pub sentiment: Option<SentimentClient>,
     /// The hot-data cache.
     pub cache: Cache,
+    /// The anonymous page cache.
+    pub pages: PageCache,
+    /// The login rate limit.
+    pub login_limiter: LoginLimiter,
+    /// See [`BlogConfig::behind_proxy`].
+    pub behind_proxy: bool,
     /// Prometheus metrics.
     pub metrics: Metrics,
 }
@@ -102,7 +117,7 @@ impl Blog {
                 "the JWT secret must be at least 32 bytes".into(),
             ));
         }
-        let (db, backend) = db::connect(&config.database_url).await?;
+        let db = db::connect(&config.database_url).await?;
         let sessions = match &config.redis_url {
             Some(url) => Sessions::redis(url, &format!("{}session:", config.redis_prefix))
                 .await
@@ -122,13 +137,33 @@ impl Blog {
                 .map_err(|e| StartError::Config(format!("redis: {e}")))?,
             None => Cache::disabled(),
         };
+        let (pages, login_limiter) = match cache.connection() {
+            Some(redis) => (
+                PageCache::shared(
+                    config.page_cache,
+                    redis.clone(),
+                    format!("{}pages:generation", config.redis_prefix),
+                ),
+                LoginLimiter::redis(
+                    config.login_limits,
+                    redis,
+                    format!("{}login:", config.redis_prefix),
+                ),
+            ),
+            None => (
+                PageCache::local(config.page_cache),
+                LoginLimiter::memory(config.login_limits),
+            ),
+        };
         let state = Arc::new(AppState {
             db,
-            backend,
             auth,
             admin_email: config.admin_email.map(|e| e.trim().to_lowercase()),
             sentiment: sentiment.clone(),
             cache,
+            pages,
+            login_limiter,
+            behind_proxy: config.behind_proxy,
             metrics: Metrics::new(),
         });
         if let Some(client) = sentiment {

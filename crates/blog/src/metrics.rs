@@ -31,6 +31,8 @@ pub struct Metrics {
     pub latency: Family<RouteStatus, Histogram>,
     /// Cache lookups and failures.
     pub cache: Family<CacheOutcome, Counter>,
+    /// Anonymous page cache lookups and failures.
+    pub page_cache: Family<CacheOutcome, Counter>,
 }
 
 impl Metrics {
@@ -44,6 +46,7 @@ impl Metrics {
             requests: Family::default(),
             latency,
             cache: Family::default(),
+            page_cache: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -61,7 +64,21 @@ impl Metrics {
             "Cache lookups by outcome (hit, miss, error)",
             m.cache.clone(),
         );
+        registry.register(
+            "page_cache",
+            "Anonymous page cache lookups by outcome (hit, miss, error)",
+            m.page_cache.clone(),
+        );
         Self { registry, ..m }
+    }
+
+    /// Counts a page cache outcome.
+    pub fn page_cache(&self, outcome: &str) {
+        self.page_cache
+            .get_or_create(&CacheOutcome {
+                outcome: outcome.to_string(),
+            })
+            .inc();
     }
 
     /// Counts a cache outcome.

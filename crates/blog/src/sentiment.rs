@@ -79,11 +79,11 @@ pub async fn store(state: &AppState, comment: i64, s: &Scored) -> Result<(), sql
     .bind(s.score)
     .bind(&s.model_version)
     .bind(comment)
-    .execute(&state.db)
+    .execute(state.db.write())
     .await?;
     let article: Option<i64> = sqlx::query("SELECT article_id FROM comments WHERE id = ?")
         .bind(comment)
-        .fetch_optional(&state.db)
+        .fetch_optional(state.db.read())
         .await?
         .map(|r| r.try_get("article_id"))
         .transpose()?;
@@ -101,7 +101,7 @@ pub async fn backfill_once(state: &AppState, client: &SentimentClient) -> Result
     let rows = sqlx::query(
         "SELECT id, body FROM comments WHERE sentiment_source IS NULL ORDER BY id LIMIT 64",
     )
-    .fetch_all(&state.db)
+    .fetch_all(state.db.read())
     .await
     .map_err(|e| e.to_string())?;
     if rows.is_empty() {

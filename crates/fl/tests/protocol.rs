@@ -162,15 +162,18 @@ async fn the_aggregator_refuses_bad_requests_with_clear_statuses() {
         .expect("send");
     assert_eq!(error_code(resp).await, (422, "norm_exceeded".into()));
 
-    // Both selected workers were refused: the round starts over with a new selection.
-    let task: Value = authed(http.get(format!("{url}/v1/task?worker_id=b")))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("task");
-    assert_eq!(task, json!({"action": "train", "round": 1}));
+    // Both selected workers were refused: the round starts over with a new
+    // selection, and only then are they told to train again.
+    for worker in ["b", "a"] {
+        let task: Value = authed(http.get(format!("{url}/v1/task?worker_id={worker}")))
+            .send()
+            .await
+            .expect("send")
+            .json()
+            .await
+            .expect("task");
+        assert_eq!(task, json!({"action": "train", "round": 1}), "{worker}");
+    }
     let resp = post(update_body(&model, "b", 1, 0.1), 1)
         .await
         .expect("send");

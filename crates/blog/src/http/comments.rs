@@ -98,7 +98,7 @@ fn comment(row: &AnyRow) -> Result<Comment, ApiError> {
 async fn article_of(state: &AppState, slug: &str) -> Result<(i64, i64), ApiError> {
     let row = sqlx::query("SELECT id, author_id FROM articles WHERE slug = ?")
         .bind(slug)
-        .fetch_optional(&state.db)
+        .fetch_optional(state.db.read())
         .await?
         .ok_or(ApiError::NotFound("article"))?;
     Ok((row.try_get("id")?, row.try_get("author_id")?))
@@ -115,7 +115,7 @@ async fn one(
         .bind(viewer.unwrap_or(-1))
         .bind(id)
         .bind(article)
-        .fetch_optional(&state.db)
+        .fetch_optional(state.db.read())
         .await?
         .ok_or(ApiError::NotFound("comment"))?;
     let author: i64 = row.try_get("author_id")?;
@@ -144,7 +144,7 @@ async fn all_comments(state: &AppState, article: i64) -> Result<Vec<Cached>, Api
     let rows = sqlx::query(&sql)
         .bind(-1i64)
         .bind(article)
-        .fetch_all(&state.db)
+        .fetch_all(state.db.read())
         .await?;
     let list = rows
         .iter()
@@ -169,7 +169,7 @@ async fn list(
     let followed: std::collections::HashSet<i64> = match viewer {
         Some(me) => sqlx::query("SELECT followed_id FROM follows WHERE follower_id = ?")
             .bind(me.user_id)
-            .fetch_all(&state.db)
+            .fetch_all(state.db.read())
             .await?
             .iter()
             .map(|r| r.try_get("followed_id"))
@@ -208,23 +208,16 @@ async fn create(
     p.into_result()?;
     let (article, _) = article_of(&state, &slug).await?;
     let now = now_millis();
-    let mut tx = state.db.begin().await?;
-    sqlx::query("INSERT INTO comments (article_id, author_id, body, created_at, updated_at) VALUES (?, ?, ?, ?, ?)")
+    let sql = state.db.returning_id(
+        "INSERT INTO comments (article_id, author_id, body, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+    );
+    let query = sqlx::query(&sql)
         .bind(article)
         .bind(me.user_id)
         .bind(&text)
         .bind(now)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-    let id: i64 =
-        sqlx::query("SELECT MAX(id) AS id FROM comments WHERE article_id = ? AND author_id = ?")
-            .bind(article)
-            .bind(me.user_id)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("id")?;
-    tx.commit().await?;
+        .bind(now);
+    let id = state.db.insert(query, state.db.write()).await?;
     state
         .cache
         .invalidate(&crate::cache::comments_key(article), &state.metrics)
@@ -256,7 +249,7 @@ async fn remove(
     }
     sqlx::query("DELETE FROM comments WHERE id = ?")
         .bind(id)
-        .execute(&state.db)
+        .execute(state.db.write())
         .await?;
     state
         .cache
@@ -279,7 +272,7 @@ async fn correct(
     one(&state, article, id, Some(me.user_id)).await?;
     let admin: i64 = sqlx::query("SELECT admin FROM users WHERE id = ?")
         .bind(me.user_id)
-        .fetch_one(&state.db)
+        .fetch_one(state.db.read())
         .await?
         .try_get("admin")?;
     if article_author != me.user_id && admin == 0 {
@@ -294,7 +287,7 @@ async fn correct(
     .bind(score)
     .bind(now_millis())
     .bind(id)
-    .execute(&state.db)
+    .execute(state.db.write())
     .await?;
     state
         .cache

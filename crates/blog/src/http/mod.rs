@@ -57,7 +57,7 @@ pub async fn not_found() -> ApiError {
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    match sqlx::query("SELECT 1").execute(&state.db).await {
+    match sqlx::query("SELECT 1").execute(state.db.read()).await {
         Ok(_) => (StatusCode::OK, Json(serde_json::json!({"ready": true}))),
         Err(e) => {
             tracing::warn!("database not reachable: {e}");

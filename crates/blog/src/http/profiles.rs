@@ -22,7 +22,7 @@ pub(crate) fn router() -> Router<Arc<AppState>> {
 }
 
 /// The profile object of the API.
-#[derive(Serialize, serde::Deserialize)]
+#[derive(Clone, Serialize, serde::Deserialize)]
 pub struct Profile {
     /// Username.
     pub username: String,
@@ -52,7 +52,7 @@ pub async fn load(
     )
     .bind(viewer.unwrap_or(-1))
     .bind(username)
-    .fetch_optional(&state.db)
+    .fetch_optional(state.db.read())
     .await?
     .ok_or(ApiError::NotFound("profile"))?;
     Ok((
@@ -91,7 +91,7 @@ async fn follow(
         .bind(me.user_id)
         .bind(id)
         .bind(now_millis())
-        .execute(&state.db)
+        .execute(state.db.write())
         .await;
         match inserted {
             Ok(_) => {}
@@ -113,7 +113,7 @@ async fn unfollow(
     sqlx::query("DELETE FROM follows WHERE follower_id = ? AND followed_id = ?")
         .bind(me.user_id)
         .bind(id)
-        .execute(&state.db)
+        .execute(state.db.write())
         .await?;
     profile.following = false;
     Ok(Json(ProfileBody { profile }))

@@ -32,7 +32,7 @@ async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Tags>, ApiError
         "SELECT t.name, COUNT(*) AS uses FROM tags t JOIN article_tags a ON a.tag_id = t.id \
          GROUP BY t.id, t.name ORDER BY uses DESC, t.name LIMIT 100",
     )
-    .fetch_all(&state.db)
+    .fetch_all(state.db.read())
     .await?;
     let tags = rows
         .iter()

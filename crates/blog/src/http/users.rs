@@ -11,7 +11,8 @@ use sqlx::Row;
 
 use crate::auth::{hash_password, verify_password};
 use crate::error::{unique_violation, ApiError, Problems};
-use crate::extract::{AuthUser, JsonBody};
+use crate::extract::{AuthUser, ClientIp, JsonBody};
+use crate::limit::Limited;
 use crate::{now_millis, AppState};
 
 pub(crate) fn router() -> Router<Arc<AppState>> {
@@ -103,7 +104,7 @@ async fn hashed(password: String) -> Result<String, ApiError> {
 async fn load_user(state: &AppState, id: i64, token: String) -> Result<User, ApiError> {
     let row = sqlx::query("SELECT email, username, bio, image, admin FROM users WHERE id = ?")
         .bind(id)
-        .fetch_optional(&state.db)
+        .fetch_optional(state.db.read())
         .await?
         .ok_or(ApiError::Unauthorized)?;
     Ok(User {
@@ -133,30 +134,27 @@ async fn register(
     p.into_result()?;
     let hash = hashed(password).await?;
     let now = now_millis();
-    let mut tx = state.db.begin().await?;
+    let mut tx = state.db.write().begin().await?;
     let existing: i64 = sqlx::query("SELECT COUNT(*) AS n FROM users")
         .fetch_one(&mut *tx)
         .await?
         .try_get("n")?;
     let admin = existing == 0 || state.admin_email.as_deref() == Some(email.as_str());
-    sqlx::query(
+    let sql = state.db.returning_id(
         "INSERT INTO users (username, email, password_hash, admin, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&username)
-    .bind(&email)
-    .bind(&hash)
-    .bind(i64::from(admin))
-    .bind(now)
-    .bind(now)
-    .execute(&mut *tx)
-    .await
-    .map_err(|e| unique_violation(e, &USER_FIELDS))?;
-    // The Any driver does not report SQLite's last insert id; the unique email finds it.
-    let id: i64 = sqlx::query("SELECT id FROM users WHERE email = ?")
+    );
+    let query = sqlx::query(&sql)
+        .bind(&username)
         .bind(&email)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get("id")?;
+        .bind(&hash)
+        .bind(i64::from(admin))
+        .bind(now)
+        .bind(now);
+    let id = state
+        .db
+        .insert(query, &mut *tx)
+        .await
+        .map_err(|e| unique_violation(e, &USER_FIELDS))?;
     tx.commit().await?;
     let session = state.auth.sign_in(id).await?;
     let user = load_user(&state, id, session.token).await?;
@@ -165,30 +163,52 @@ async fn register(
 
 async fn login(
     State(state): State<Arc<AppState>>,
+    ClientIp(ip): ClientIp,
     JsonBody(body): JsonBody<UserBody<Login>>,
 ) -> Result<Json<UserBody<User>>, ApiError> {
     let email = body.user.email.trim().to_lowercase();
+    state
+        .login_limiter
+        .attempt(&ip, &email)
+        .await
+        .map_err(|Limited(retry)| ApiError::TooManyRequests(retry))?;
     let row = sqlx::query("SELECT id, password_hash FROM users WHERE email = ?")
         .bind(&email)
-        .fetch_optional(&state.db)
+        .fetch_optional(state.db.read())
         .await?;
-    let invalid = || ApiError::field("email or password", "is invalid");
-    let Some(row) = row else {
-        return Err(invalid());
+    let (id, hash): (Option<i64>, String) = match row {
+        Some(row) => (Some(row.try_get("id")?), row.try_get("password_hash")?),
+        // Hash anyway, so that a missing account takes as long as a wrong password.
+        None => (None, String::new()),
     };
-    let (id, hash): (i64, String) = (row.try_get("id")?, row.try_get("password_hash")?);
     let password = body.user.password;
-    let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    if !ok {
-        return Err(invalid());
-    }
+    let ok = tokio::task::spawn_blocking(move || {
+        let hash = if hash.is_empty() {
+            UNKNOWN_ACCOUNT_HASH.as_str()
+        } else {
+            hash.as_str()
+        };
+        verify_password(&password, hash)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let Some(id) = id.filter(|_| ok) else {
+        state.login_limiter.failed(&email).await;
+        return Err(ApiError::field("email or password", "is invalid"));
+    };
+    state.login_limiter.succeeded(&email).await;
     let session = state.auth.sign_in(id).await?;
     Ok(Json(UserBody {
         user: load_user(&state, id, session.token).await?,
     }))
 }
+
+/// An argon2id hash of a random password nobody knows, verified when the
+/// account does not exist (made once, on the first such login).
+static UNKNOWN_ACCOUNT_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let secret: [u8; 16] = rand::random();
+    hash_password(&format!("{secret:?}")).unwrap_or_default()
+});
 
 async fn logout(
     State(state): State<Arc<AppState>>,
@@ -251,9 +271,11 @@ async fn update(
     .bind(u.image)
     .bind(now_millis())
     .bind(session.user_id)
-    .execute(&state.db)
+    .execute(state.db.write())
     .await
     .map_err(|e| unique_violation(e, &USER_FIELDS))?;
+    // Listings show their authors' names and images.
+    state.pages.bump(&state.metrics).await;
     Ok(Json(UserBody {
         user: load_user(&state, session.user_id, session.token).await?,
     }))

@@ -4,6 +4,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use std::time::Duration;
+
+use bloginfer_blog::limit::{Limit, LoginLimits};
 use bloginfer_blog::{Blog, BlogConfig};
 use clap::Args;
 
@@ -36,7 +39,36 @@ pub struct BlogArgs {
     inference_url: Option<String>,
     /// How long creating a comment waits for the inference service.
     #[arg(long, env = "INFERENCE_TIMEOUT", default_value = "300ms", value_parser = humantime::parse_duration)]
-    inference_timeout: std::time::Duration,
+    inference_timeout: Duration,
+    /// Serve signed-out readers' article listings from memory (checked against
+    /// a generation number that every write bumps); `false` reads the database
+    /// on every request.
+    #[arg(long, env = "BLOG_PAGE_CACHE", default_value_t = true, action = clap::ArgAction::Set)]
+    page_cache: bool,
+    /// Login attempts allowed per client address and minute.
+    #[arg(long, env = "LOGIN_ATTEMPTS_PER_IP", default_value_t = 30)]
+    login_attempts_per_ip: u32,
+    /// Failed logins allowed per account in 15 minutes.
+    #[arg(long, env = "LOGIN_FAILURES_PER_ACCOUNT", default_value_t = 10)]
+    login_failures_per_account: u32,
+    /// Behind a reverse proxy (nginx): take client addresses from X-Forwarded-For.
+    #[arg(long, env = "BLOG_BEHIND_PROXY")]
+    behind_proxy: bool,
+}
+
+impl BlogArgs {
+    fn login_limits(&self) -> LoginLimits {
+        LoginLimits {
+            per_ip: Limit {
+                attempts: self.login_attempts_per_ip,
+                window: Duration::from_secs(60),
+            },
+            per_account: Limit {
+                attempts: self.login_failures_per_account,
+                window: Duration::from_secs(15 * 60),
+            },
+        }
+    }
 }
 
 /// The JWT secret: from a file, from `JWT_SECRET`, or generated once into
@@ -100,7 +132,10 @@ pub fn run(args: BlogArgs) -> Result<()> {
             redis_prefix: args.redis_prefix.clone(),
             inference_url: args.inference_url.clone(),
             inference_timeout: args.inference_timeout,
-            backfill_interval: std::time::Duration::from_secs(5),
+            backfill_interval: Duration::from_secs(5),
+            page_cache: args.page_cache,
+            login_limits: args.login_limits(),
+            behind_proxy: args.behind_proxy,
         })
         .await?;
         let addr = SocketAddr::new(args.host, args.port);
@@ -108,7 +143,10 @@ pub fn run(args: BlogArgs) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         tracing::info!(bound = %listener.local_addr()?, "blog API listening");
-        axum::serve(listener, blog.router())
+        let app = blog
+            .router()
+            .into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(listener, app)
             .with_graceful_shutdown(super::aggregator::shutdown_signal())
             .await
             .context("server failed")?;

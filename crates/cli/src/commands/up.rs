@@ -105,6 +105,9 @@ pub fn run(threads: usize, args: UpArgs) -> Result<()> {
             inference_url: Some(format!("http://{}", args.listen)),
             inference_timeout: Duration::from_millis(300),
             backfill_interval: Duration::from_secs(5),
+            page_cache: true,
+            login_limits: Default::default(),
+            behind_proxy: false,
         })
         .await?;
         // Both have /healthz and /readyz; the blog's answer for the database wins.
@@ -131,7 +134,7 @@ pub fn run(threads: usize, args: UpArgs) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         eprintln!("bloginfer is up at http://{}", listener.local_addr()?);
-        axum::serve(listener, app)
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(super::aggregator::shutdown_signal())
             .await
             .context("server failed")?;

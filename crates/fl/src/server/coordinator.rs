@@ -180,9 +180,17 @@ impl Coordinator {
                     version: self.version.clone(),
                 }
             }
+            // A refused worker is done for this attempt: telling it to train
+            // again would only earn it a `duplicate_update`.
             Phase::Collecting {
-                selected, updates, ..
-            } if selected.contains(worker) && !updates.contains_key(worker) => {
+                selected,
+                updates,
+                refused,
+                ..
+            } if selected.contains(worker)
+                && !updates.contains_key(worker)
+                && !refused.contains(worker) =>
+            {
                 Task::Train { round: self.round }
             }
             _ => Task::Wait { round: self.round },

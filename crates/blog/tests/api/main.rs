@@ -1,0 +1,253 @@
+//! The blog API over real HTTP on loopback. Suites that do not depend on the
+//! database run on SQLite and on MariaDB (127.0.0.1:3306, a fresh database per
+//! test, dropped afterwards); Redis tests use the local Redis or a private
+//! `redis-server`.
+
+mod articles;
+mod comments;
+mod limits;
+mod pages;
+mod redis;
+mod users;
+
+use std::time::Duration;
+
+use bloginfer_blog::limit::LoginLimits;
+use bloginfer_blog::{Blog, BlogConfig};
+pub use reqwest::Method;
+use serde_json::{json, Value};
+
+/// A database for one test: a SQLite file in a temporary directory, or a
+/// MariaDB database that is dropped with this value.
+pub struct TestDb {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+    mariadb: Option<String>,
+}
+
+impl TestDb {
+    pub fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self {
+            url: format!("sqlite://{}", dir.path().join("blog.db").display()),
+            _dir: Some(dir),
+            mariadb: None,
+        }
+    }
+
+    pub async fn mariadb() -> Self {
+        use sqlx::Connection;
+        let name = format!("bloginfer_test_{}_{}", std::process::id(), unique());
+        let mut admin = sqlx::MySqlConnection::connect("mysql://root@127.0.0.1:3306/")
+            .await
+            .expect("MariaDB on 127.0.0.1:3306 (root, no password)");
+        sqlx::query(&format!("CREATE DATABASE {name} CHARACTER SET utf8mb4"))
+            .execute(&mut admin)
+            .await
+            .expect("create database");
+        Self {
+            url: format!("mysql://root@127.0.0.1:3306/{name}"),
+            _dir: None,
+            mariadb: Some(name),
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(name) = &self.mariadb {
+            // Drop runs outside any runtime: the mysql client does it synchronously.
+            let _ = std::process::Command::new("mysql")
+                .args(["-uroot", "-h127.0.0.1", "-e"])
+                .arg(format!("DROP DATABASE IF EXISTS {name}"))
+                .status();
+        }
+    }
+}
+
+/// A number unique within this test process (and unlikely to repeat across runs).
+pub fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    (nanos % 1_000_000_007) * 100 + NEXT.fetch_add(1, Ordering::Relaxed) % 100
+}
+
+/// How a test app is configured beyond its database.
+#[derive(Default)]
+pub struct Options {
+    pub inference_url: Option<String>,
+    /// Redis URL and key prefix.
+    pub redis: Option<(String, String)>,
+    pub login_limits: LoginLimits,
+    pub behind_proxy: bool,
+}
+
+impl Options {
+    /// Sessions and caches in the local Redis under a fresh prefix.
+    pub fn local_redis() -> Self {
+        Self {
+            redis: Some(local_redis()),
+            ..Self::default()
+        }
+    }
+}
+
+/// The local Redis and a key prefix no other test uses.
+pub fn local_redis() -> (String, String) {
+    (
+        "redis://127.0.0.1:6379/".to_string(),
+        format!("bloginfer-test-{}-{}:", std::process::id(), unique()),
+    )
+}
+
+/// A running blog service.
+pub struct App {
+    pub url: String,
+    pub http: reqwest::Client,
+}
+
+/// Starts the blog on `db` and a free loopback port.
+pub async fn spawn_app(db: &TestDb, options: Options) -> App {
+    let (redis_url, redis_prefix) = match options.redis {
+        Some((url, prefix)) => (Some(url), prefix),
+        None => (None, String::new()),
+    };
+    let blog = Blog::start(BlogConfig {
+        database_url: db.url.clone(),
+        jwt_secret: b"a test secret that is long enough for HS256".to_vec(),
+        admin_email: Some("boss@example.com".into()),
+        redis_url,
+        redis_prefix,
+        inference_url: options.inference_url,
+        inference_timeout: Duration::from_millis(500),
+        backfill_interval: Duration::from_millis(100),
+        page_cache: true,
+        login_limits: options.login_limits,
+        behind_proxy: options.behind_proxy,
+    })
+    .await
+    .expect("blog starts");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let app = blog
+        .router()
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    App {
+        url,
+        http: reqwest::Client::new(),
+    }
+}
+
+impl App {
+    /// A request; the status and the JSON body (`null` when empty).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(t) = token {
+            req = req.header("Authorization", format!("Token {t}"));
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("send");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("body");
+        (
+            status,
+            if text.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_str(&text).expect("JSON body")
+            },
+        )
+    }
+
+    /// A GET whose body is not JSON.
+    pub async fn call_text(&self, path: &str) -> (u16, String) {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .expect("send");
+        (resp.status().as_u16(), resp.text().await.expect("body"))
+    }
+
+    /// Registers a user (password "correct horse") and returns the user object.
+    pub async fn register(&self, name: &str, email: &str) -> Value {
+        let (status, body) = self
+            .call(
+                Method::POST,
+                "/api/users",
+                None,
+                Some(json!({"user": {"username": name, "email": email, "password": "correct horse"}})),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["user"].clone()
+    }
+
+    /// Registers a user and returns their token.
+    pub async fn token(&self, name: &str) -> String {
+        let user = self.register(name, &format!("{name}@example.com")).await;
+        user["token"].as_str().expect("token").to_string()
+    }
+
+    /// Creates an article and returns its slug.
+    pub async fn article(&self, token: &str, title: &str, tags: &[&str]) -> String {
+        let (status, created) = self
+            .call(
+                Method::POST,
+                "/api/articles",
+                Some(token),
+                Some(json!({"article": {"title": title, "description": "d", "body": "b", "tagList": tags}})),
+            )
+            .await;
+        assert_eq!(status, 201, "{created}");
+        created["article"]["slug"]
+            .as_str()
+            .expect("slug")
+            .to_string()
+    }
+}
+
+/// The value of a metric line that starts with `series` in a `/metrics` page.
+pub fn metric(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Runs a suite on SQLite and on MariaDB as two tests.
+macro_rules! on_both_databases {
+    ($suite:ident) => {
+        mod $suite {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_sqlite() {
+                let db = $crate::TestDb::sqlite();
+                super::$suite(&db).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_mariadb() {
+                let db = $crate::TestDb::mariadb().await;
+                super::$suite(&db).await;
+            }
+        }
+    };
+}
+pub(crate) use on_both_databases;
