@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Blog API benchmark: `bloginfer blog` on SQLite and on MariaDB (127.0.0.1:3306, root),
 # wrk with 32 connections: GET /api/articles?limit=20 with 50 and with 1,000 articles,
-# signed out with the page cache (the default), signed out without it (every request
-# reads the database), signed in (the viewer's favourites and follows: always the
-# database), and POST a comment. Prints req/s and p99 per case; writes
+# signed out with the page cache (the default), signed in (the cached page plus the
+# viewer's favourites and follows from the database), signed out without the cache
+# (every request reads the database: count, page, authors), and POST a comment. Prints req/s and p99 per case; writes
 # bench/results/blog.json.
 #   BENCH_DURATION=20s  BENCH_CONNECTIONS=32
 set -euo pipefail
@@ -43,6 +43,10 @@ PY
 
 results="$WORK/results.txt"
 start_blog() { # database-url page-cache(true|false)
+    if curl -s -o /dev/null "$URL/healthz"; then
+        echo "port $PORT is taken by another process; stop it first" >&2
+        exit 1
+    fi
     JWT_SECRET=benchmark-secret-benchmark-secret-00 "$BIN" blog --port $PORT --database-url "$1" --page-cache "$2" > "$WORK/blog.log" 2>&1 &
     BLOG_PID=$!
     for _ in $(seq 1 100); do curl -sf "$URL/readyz" >/dev/null && break; sleep 0.1; done
@@ -66,9 +70,9 @@ LUA
 list_cases() { # backend size
     local list="$URL/api/articles?limit=20"
     echo "$1 list$2 $(run_wrk '' "$list")" >> "$results"
+    echo "$1 list$2-signed-in $(run_wrk "$(signed_in_script)" "$list")" >> "$results"
     stop_blog; start_blog "$DB_URL" false
     echo "$1 list$2-uncached $(run_wrk '' "$list")" >> "$results"
-    echo "$1 list$2-signed-in $(run_wrk "$(signed_in_script)" "$list")" >> "$results"
     stop_blog; start_blog "$DB_URL" true
 }
 

@@ -5,17 +5,12 @@
 //! - [`auth`]: argon2id passwords, JWTs carrying a session id, session stores;
 //! - [`extract`]: `AuthUser`, `MaybeAuthUser` and JSON bodies with API errors;
 //! - [`error`]: the one error type and its JSON shapes;
-//! - [`http`]: one module and router per resource.
-//!
+//! - [`http`]: one module and router per resource;
 //! - [`sentiment`]: the inference client and the back-fill of pending comments;
 //! - [`cache`]: cache-aside in Redis for hot reads;
 //! - [`limit`]: the login rate limit per client address and per account;
-//! - [`pages`]: anonymous article listings served from memory, generation-checked;
+//! - [`pages`]: article listings served from memory, generation-checked;
 //! - [`metrics`]: Prometheus metrics.
-//!
-//! Built so far: users, profiles, articles, favourites, tags, comments with
-//! sentiment, sessions in memory or Redis, the Redis cache of comment lists
-//! and tags, `/metrics`. The login rate limit comes next (see the issue).
 
 #![warn(missing_docs)]
 
@@ -83,8 +78,8 @@ pub struct AppState {
     pub sentiment: Option<SentimentClient>,
     /// The hot-data cache.
     pub cache: Cache,
-    /// The anonymous page cache.
-    pub pages: PageCache,
+    /// The page cache of article listings.
+    pub(crate) pages: PageCache<http::Listing>,
     /// The login rate limit.
     pub login_limiter: LoginLimiter,
     /// See [`BlogConfig::behind_proxy`].

@@ -1,7 +1,8 @@
-//! The anonymous page cache: the rendered JSON of article listings as a reader
-//! who is not signed in sees them (the home page's global feed, a tag's page),
-//! kept in this process and tagged with a generation number that every write
-//! touching a listing bumps. A replica serves an entry only while its
+//! The page cache: article listings as a reader who is not signed in sees them
+//! (the home page's global feed, a tag's page; signed-in readers get the same
+//! page with their own favourites and follows filled in), kept in this process
+//! and tagged with a generation number that every write touching a listing
+//! bumps. A replica serves an entry only while its
 //! generation is still the current one, so no replica serves a page older than
 //! the last write it can see:
 //!
@@ -16,10 +17,8 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-use axum::body::Bytes;
 
 use crate::metrics::Metrics;
 
@@ -37,30 +36,30 @@ enum Generation {
     },
 }
 
-struct Entry {
+struct Entry<T> {
     generation: u64,
     stored: Instant,
-    body: Bytes,
+    value: Arc<T>,
 }
 
 /// The cache; see the module documentation.
-pub struct PageCache {
+pub struct PageCache<T> {
     enabled: bool,
     generation: Generation,
-    entries: Mutex<HashMap<String, Entry>>,
+    entries: Mutex<HashMap<String, Entry<T>>>,
 }
 
-/// A looked-up page: the body to serve, or the generation to store a fresh one under.
-pub enum Lookup {
+/// A looked-up page: the page to serve, or the generation to store a fresh one under.
+pub enum Lookup<T> {
     /// Serve this.
-    Hit(Bytes),
+    Hit(Arc<T>),
     /// Render from the database, then [`PageCache::store`] under this generation.
     Miss(u64),
     /// Render from the database and do not store it.
     Bypass,
 }
 
-impl PageCache {
+impl<T> PageCache<T> {
     /// A cache for one process; `enabled: false` makes every lookup a bypass.
     pub fn local(enabled: bool) -> Self {
         Self {
@@ -103,7 +102,7 @@ impl PageCache {
     }
 
     /// Looks `key` up.
-    pub async fn lookup(&self, key: &str, metrics: &Metrics) -> Lookup {
+    pub async fn lookup(&self, key: &str, metrics: &Metrics) -> Lookup<T> {
         if !self.enabled {
             return Lookup::Bypass;
         }
@@ -114,7 +113,7 @@ impl PageCache {
         match entries.get(key) {
             Some(e) if e.generation == generation && e.stored.elapsed() < MAX_AGE => {
                 metrics.page_cache("hit");
-                Lookup::Hit(e.body.clone())
+                Lookup::Hit(e.value.clone())
             }
             _ => {
                 metrics.page_cache("miss");
@@ -124,7 +123,7 @@ impl PageCache {
     }
 
     /// Stores a page rendered after [`Lookup::Miss`]`(generation)`.
-    pub fn store(&self, key: String, generation: u64, body: Bytes) {
+    pub fn store(&self, key: String, generation: u64, value: Arc<T>) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= CAPACITY && !entries.contains_key(&key) {
             entries.clear();
@@ -134,7 +133,7 @@ impl PageCache {
             Entry {
                 generation,
                 stored: Instant::now(),
-                body,
+                value,
             },
         );
     }

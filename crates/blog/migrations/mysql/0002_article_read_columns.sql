@@ -12,3 +12,9 @@ UPDATE articles a SET tag_list = COALESCE((
         GROUP_CONCAT(CONCAT(t.name, CHAR(31 USING utf8mb4)) ORDER BY t.name SEPARATOR ''))
     FROM article_tags at JOIN tags t ON t.id = at.tag_id WHERE at.article_id = a.id
 ), '');
+
+-- Listings are newest first by id (ids grow with creation), per author too;
+-- the new index serves the author foreign key before the old one goes.
+CREATE INDEX article_author_recent_idx ON articles (author_id, id);
+DROP INDEX article_created_idx ON articles;
+DROP INDEX article_author_idx ON articles;

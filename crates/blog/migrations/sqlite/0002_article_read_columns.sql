@@ -12,3 +12,8 @@ UPDATE articles SET tag_list = COALESCE((
         WHERE at.article_id = articles.id ORDER BY t.name
     )
 ), '');
+
+-- Listings are newest first by id (ids grow with creation), per author too.
+DROP INDEX article_created_idx;
+DROP INDEX article_author_idx;
+CREATE INDEX article_author_recent_idx ON articles (author_id, id);

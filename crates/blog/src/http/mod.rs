@@ -18,6 +18,8 @@ use tower_http::cors::{Any, CorsLayer};
 use crate::error::ApiError;
 use crate::AppState;
 
+pub(crate) use articles::Listing;
+
 /// The blog API's routes (no fallback, so the all-in-one app can add its own);
 /// `with_metrics` adds `/metrics` (the all-in-one app serves inference's there).
 pub fn routes(state: Arc<AppState>, with_metrics: bool) -> Router {

@@ -100,16 +100,49 @@ async fn every_write_shows_at_once(writer: &App, reader: &App) {
         (vec!["second".to_string()], json!(1))
     );
 
-    // A signed-in reader is never served the shared page.
-    let (_, mine) = reader
-        .call(
-            Method::GET,
-            "/api/articles?limit=5&author=alice",
-            Some(&bob),
-            None,
+    // A signed-in reader gets the shared page with their own state filled in,
+    // which no write has to invalidate.
+    writer.article(&bob, "by bob", &[]).await;
+    let carol = writer.token("carol").await;
+    let bobs = writer.article(&bob, "liked", &[]).await;
+    let path = format!("/api/articles/{bobs}/favorite");
+    assert_eq!(
+        writer.call(Method::POST, &path, Some(&carol), None).await.0,
+        200
+    );
+    let seen_by = |token: Option<String>| async move {
+        let (status, body) = reader
+            .call(Method::GET, "/api/articles?limit=5", token.as_deref(), None)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let first = &body["articles"][0];
+        (
+            first["favorited"].clone(),
+            first["author"]["following"].clone(),
         )
-        .await;
-    assert_eq!(mine["articles"][0]["author"]["following"], false);
+    };
+    assert_eq!(
+        seen_by(Some(carol.clone())).await,
+        (json!(true), json!(false))
+    );
+    assert_eq!(seen_by(None).await, (json!(false), json!(false)));
+    let follow = "/api/profiles/bob/follow";
+    assert_eq!(
+        writer
+            .call(Method::POST, follow, Some(&carol), None)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        seen_by(Some(carol.clone())).await,
+        (json!(true), json!(true))
+    );
+    assert_eq!(
+        seen_by(Some(alice.clone())).await,
+        (json!(false), json!(false))
+    );
+    assert_eq!(seen_by(None).await, (json!(false), json!(false)));
 }
 
 async fn one_process(db: &TestDb) {

@@ -18,6 +18,7 @@ use crate::error::{unique_violation, ApiError, Problems};
 use crate::extract::{AuthUser, JsonBody, MaybeAuthUser};
 use crate::pages::Lookup;
 use crate::{now_millis, AppState};
+pub(crate) use read::Listing;
 use read::{Article, ArticleList, Filter, Found, TAG_SEPARATOR};
 
 pub(crate) fn router() -> Router<Arc<AppState>> {
@@ -153,38 +154,37 @@ async fn list(
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
     let (limit, offset) = page(q.limit, q.offset);
-    let viewer = viewer.map(|s| s.user_id);
-    // What a signed-out reader sees is the same for all of them.
-    let key = viewer.is_none().then(|| {
-        format!(
-            "articles?author={:?}&tag={:?}&favorited={:?}&limit={limit}&offset={offset}",
-            q.author, q.tag, q.favorited
-        )
-    });
-    let lookup = match &key {
-        Some(key) => state.pages.lookup(key, &state.metrics).await,
-        None => Lookup::Bypass,
+    let key = format!(
+        "articles?author={:?}&tag={:?}&favorited={:?}&limit={limit}&offset={offset}",
+        q.author, q.tag, q.favorited
+    );
+    let lookup = state.pages.lookup(&key, &state.metrics).await;
+    let listing = match lookup {
+        Lookup::Hit(listing) => listing,
+        lookup => {
+            let mut filter = Filter::default();
+            if let Some(author) = q.author {
+                filter = filter.author(author);
+            }
+            if let Some(tag) = q.tag {
+                filter = filter.tag(tag);
+            }
+            if let Some(username) = q.favorited {
+                filter = filter.favorited_by(username);
+            }
+            let listing = Arc::new(read::listing(&state, &filter, (limit, offset)).await?);
+            if let Lookup::Miss(generation) = lookup {
+                state.pages.store(key, generation, listing.clone());
+            }
+            listing
+        }
     };
-    if let Lookup::Hit(body) = lookup {
-        return Ok(json_response(body));
+    match viewer {
+        None => Ok(json_response(listing.body.clone())),
+        Some(me) => {
+            Ok(Json(read::personalise(&state, &listing, me.user_id).await?).into_response())
+        }
     }
-    let mut filter = Filter::default();
-    if let Some(author) = q.author {
-        filter = filter.author(author);
-    }
-    if let Some(tag) = q.tag {
-        filter = filter.tag(tag);
-    }
-    if let Some(username) = q.favorited {
-        filter = filter.favorited_by(username);
-    }
-    let result = read::page(&state, &filter, viewer, (limit, offset)).await?;
-    let body =
-        Bytes::from(serde_json::to_vec(&result).map_err(|e| ApiError::Internal(e.to_string()))?);
-    if let (Lookup::Miss(generation), Some(key)) = (lookup, key) {
-        state.pages.store(key, generation, body.clone());
-    }
-    Ok(json_response(body))
 }
 
 fn json_response(body: Bytes) -> Response {
@@ -197,8 +197,8 @@ async fn feed(
     Query(q): Query<ListQuery>,
 ) -> Result<Json<ArticleList>, ApiError> {
     let filter = Filter::default().followed_by(me.user_id);
-    let result = read::page(&state, &filter, Some(me.user_id), page(q.limit, q.offset)).await?;
-    Ok(Json(result))
+    let listing = read::listing(&state, &filter, page(q.limit, q.offset)).await?;
+    Ok(Json(read::personalise(&state, &listing, me.user_id).await?))
 }
 
 async fn show(

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
+use axum::body::Bytes;
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -18,7 +19,7 @@ use crate::{iso_millis, AppState};
 pub(super) const TAG_SEPARATOR: char = '\u{1f}';
 
 /// The article object of the API.
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct Article {
     pub slug: String,
@@ -35,7 +36,7 @@ pub(super) struct Article {
 }
 
 /// A page of articles and the number of all matches.
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct ArticleList {
     pub articles: Vec<Article>,
@@ -217,13 +218,22 @@ pub(super) async fn by_slug(
     Ok(found)
 }
 
+/// A page of articles as a signed-out reader sees it, with the ids that
+/// [`personalise`] needs; the same for every viewer, so it can be cached.
+pub(crate) struct Listing {
+    list: ArticleList,
+    /// Article id and author id of each article, in page order.
+    ids: Vec<(i64, i64)>,
+    /// `list` rendered.
+    pub body: Bytes,
+}
+
 /// A page of matching articles, newest first, without bodies, and the total.
-pub(super) async fn page(
+pub(super) async fn listing(
     state: &AppState,
     filter: &Filter,
-    viewer: Option<i64>,
     (limit, offset): (i64, i64),
-) -> Result<ArticleList, ApiError> {
+) -> Result<Listing, ApiError> {
     let where_sql = filter.sql();
     let count_sql = format!("SELECT COUNT(*) AS n FROM articles a{where_sql}");
     let total: i64 = filter
@@ -231,111 +241,122 @@ pub(super) async fn page(
         .fetch_one(state.db.read())
         .await?
         .try_get("n")?;
-    if total <= offset {
-        return Ok(ArticleList {
-            articles: Vec::new(),
-            articles_count: total,
-        });
-    }
-    // The page from the article index alone, then its authors by primary key:
-    // joined, MySQL's planner starts from the small `users` table and sorts
-    // every article through a temporary table.
-    let sql = format!(
-        "SELECT a.id, a.author_id, a.slug, a.title, a.description, a.created_at, a.updated_at, \
-         a.favorites_count, a.tag_list FROM articles a{where_sql} \
-         ORDER BY a.created_at DESC, a.id DESC LIMIT ? OFFSET ?"
-    );
-    let rows = filter
-        .bind(sqlx::query(&sql))
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(state.db.read())
-        .await?;
-    let mut page = rows
-        .iter()
-        .map(|row| {
-            found(
-                row,
-                false,
-                Profile {
-                    username: String::new(),
-                    bio: None,
-                    image: None,
-                    following: false,
-                },
-            )
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let authors: BTreeSet<i64> = page.iter().map(|f| f.author_id).collect();
-    let profiles = authors_of(state, &authors, viewer).await?;
-    let favorited = match viewer {
-        Some(v) => favorited_among(state, v, &page).await?,
-        None => HashSet::new(),
-    };
-    for f in &mut page {
-        f.article.favorited = favorited.contains(&f.id);
-        if let Some(p) = profiles.get(&f.author_id) {
-            f.article.author = p.clone();
+    let mut page = Vec::new();
+    if total > offset {
+        // The page from the article index alone, then its authors by primary
+        // key: joined, MySQL's planner starts from the small `users` table and
+        // sorts every article through a temporary table.
+        let sql = format!(
+            "SELECT a.id, a.author_id, a.slug, a.title, a.description, a.created_at, a.updated_at, \
+             a.favorites_count, a.tag_list FROM articles a{where_sql} \
+             ORDER BY a.id DESC LIMIT ? OFFSET ?"
+        );
+        let rows = filter
+            .bind(sqlx::query(&sql))
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(state.db.read())
+            .await?;
+        let nobody = Profile {
+            username: String::new(),
+            bio: None,
+            image: None,
+            following: false,
+        };
+        page = rows
+            .iter()
+            .map(|row| found(row, false, nobody.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let authors: BTreeSet<i64> = page.iter().map(|f| f.author_id).collect();
+        let profiles = authors_of(state, &authors).await?;
+        // An author deleted between the two reads takes their articles along.
+        page.retain(|f| profiles.contains_key(&f.author_id));
+        for f in &mut page {
+            if let Some(p) = profiles.get(&f.author_id) {
+                f.article.author = p.clone();
+            }
         }
     }
-    // An author deleted between the two reads takes their articles along.
-    page.retain(|f| profiles.contains_key(&f.author_id));
-    Ok(ArticleList {
+    let ids = page.iter().map(|f| (f.id, f.author_id)).collect();
+    let list = ArticleList {
         articles: page.into_iter().map(|f| f.article).collect(),
         articles_count: total,
-    })
+    };
+    let body = serde_json::to_vec(&list)
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .into();
+    Ok(Listing { list, ids, body })
 }
 
-/// Profiles of `ids` as `viewer` sees them.
+/// `listing` as `viewer` sees it: their favourites and follows among its articles.
+pub(super) async fn personalise(
+    state: &AppState,
+    listing: &Listing,
+    viewer: i64,
+) -> Result<ArticleList, ApiError> {
+    if listing.ids.is_empty() {
+        return Ok(listing.list.clone());
+    }
+    let articles: Vec<i64> = listing.ids.iter().map(|(a, _)| *a).collect();
+    let authors: BTreeSet<i64> = listing.ids.iter().map(|(_, u)| *u).collect();
+    let favorited = among(
+        state,
+        "SELECT article_id AS id FROM favorites WHERE user_id = ? AND article_id IN",
+        viewer,
+        articles.iter(),
+    )
+    .await?;
+    let followed = among(
+        state,
+        "SELECT followed_id AS id FROM follows WHERE follower_id = ? AND followed_id IN",
+        viewer,
+        authors.iter(),
+    )
+    .await?;
+    let mut list = listing.list.clone();
+    for (article, (id, author)) in list.articles.iter_mut().zip(&listing.ids) {
+        article.favorited = favorited.contains(id);
+        article.author.following = followed.contains(author);
+    }
+    Ok(list)
+}
+
+/// Profiles of `ids` as a signed-out reader sees them.
 async fn authors_of(
     state: &AppState,
     ids: &BTreeSet<i64>,
-    viewer: Option<i64>,
 ) -> Result<HashMap<i64, Profile>, ApiError> {
-    let (column, join) = if viewer.is_some() {
-        (
-            ", fo.follower_id AS followed_by",
-            " LEFT JOIN follows fo ON fo.followed_id = u.id AND fo.follower_id = ?",
-        )
-    } else {
-        ("", "")
-    };
     let sql = format!(
-        "SELECT u.id, u.username, u.bio, u.image{column} FROM users u{join} WHERE u.id IN ({})",
+        "SELECT u.id, u.username, u.bio, u.image FROM users u WHERE u.id IN ({})",
         marks(ids.len())
     );
     let mut query = sqlx::query(&sql);
-    if let Some(v) = viewer {
-        query = query.bind(v);
-    }
     for id in ids {
         query = query.bind(*id);
     }
     let mut out = HashMap::with_capacity(ids.len());
     for row in query.fetch_all(state.db.read()).await? {
-        out.insert(row.try_get::<i64, _>("id")?, profile(&row, viewer)?);
+        out.insert(row.try_get::<i64, _>("id")?, profile(&row, None)?);
     }
     Ok(out)
 }
 
-/// Which articles of `page` `viewer` favourited.
-async fn favorited_among(
+/// The `id`s that `sql` (ending in `IN`, one `?` for `viewer`) returns among `ids`.
+async fn among<'a>(
     state: &AppState,
+    sql: &str,
     viewer: i64,
-    page: &[Found],
+    ids: impl ExactSizeIterator<Item = &'a i64>,
 ) -> Result<HashSet<i64>, ApiError> {
-    let sql = format!(
-        "SELECT article_id FROM favorites WHERE user_id = ? AND article_id IN ({})",
-        marks(page.len())
-    );
+    let sql = format!("{sql} ({})", marks(ids.len()));
     let mut query = sqlx::query(&sql).bind(viewer);
-    for f in page {
-        query = query.bind(f.id);
+    for id in ids {
+        query = query.bind(*id);
     }
     query
         .fetch_all(state.db.read())
         .await?
         .iter()
-        .map(|row| row.try_get::<i64, _>("article_id").map_err(ApiError::from))
+        .map(|row| row.try_get::<i64, _>("id").map_err(ApiError::from))
         .collect()
 }
