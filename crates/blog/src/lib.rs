@@ -1,7 +1,6 @@
 //! The blog backend: the RealWorld "Conduit" API (users, profiles, articles,
 //! comments, tags) on SQLite or MySQL/MariaDB, extended with comment sentiment.
 //!
-//! - [`db`]: connection and compiled-in migrations for both backends;
 //! - [`auth`]: argon2id passwords, JWTs carrying a session id, session stores;
 //! - [`extract`]: `AuthUser`, `MaybeAuthUser` and JSON bodies with API errors;
 //! - [`error`]: the one error type and its JSON shapes;
@@ -16,7 +15,6 @@
 
 pub mod auth;
 pub mod cache;
-pub mod db;
 pub mod error;
 pub mod extract;
 pub mod http;
@@ -32,11 +30,12 @@ use axum::Router;
 
 use crate::auth::{Auth, MemorySessions, Sessions};
 use crate::cache::Cache;
-use crate::db::Db;
 use crate::limit::{LoginLimiter, LoginLimits};
 use crate::metrics::Metrics;
 use crate::pages::PageCache;
 use crate::sentiment::SentimentClient;
+pub use bloginfer_db as db;
+use bloginfer_db::Db;
 
 /// Settings of the blog service.
 #[derive(Clone)]
@@ -58,6 +57,9 @@ pub struct BlogConfig {
     pub inference_timeout: Duration,
     /// How often pending comments are back-filled.
     pub backfill_interval: Duration,
+    /// Serve the public inference endpoints (`/v1/sentiment...`) by forwarding
+    /// them to `inference_url` (for a gateway that routes them to the blog).
+    pub forward_inference: bool,
     /// Whether anonymous article listings are served from the page cache.
     pub page_cache: bool,
     /// Limits of login attempts.
@@ -82,6 +84,8 @@ pub struct AppState {
     pub(crate) pages: PageCache<http::Listing>,
     /// The login rate limit.
     pub login_limiter: LoginLimiter,
+    /// Forwarding of the public inference endpoints, when enabled.
+    pub inference_proxy: Option<http::inference::InferenceProxy>,
     /// See [`BlogConfig::behind_proxy`].
     pub behind_proxy: bool,
     /// Prometheus metrics.
@@ -150,6 +154,12 @@ impl Blog {
                 LoginLimiter::memory(config.login_limits),
             ),
         };
+        let inference_proxy = match (&config.inference_url, config.forward_inference) {
+            (Some(url), true) => {
+                Some(http::inference::InferenceProxy::new(url).map_err(StartError::Config)?)
+            }
+            _ => None,
+        };
         let state = Arc::new(AppState {
             db,
             auth,
@@ -158,6 +168,7 @@ impl Blog {
             cache,
             pages,
             login_limiter,
+            inference_proxy,
             behind_proxy: config.behind_proxy,
             metrics: Metrics::new(),
         });

@@ -73,6 +73,7 @@ pub fn config(
         threads: 1,
         data_fingerprint: None,
         settings: serde_json::Value::Null,
+        status_file: None,
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod articles;
 mod comments;
+pub mod inference;
 mod profiles;
 mod tags;
 mod users;
@@ -44,6 +45,9 @@ pub fn routes(state: Arc<AppState>, with_metrics: bool) -> Router {
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),
         )
         .route("/readyz", get(readyz));
+    if state.inference_proxy.is_some() {
+        router = router.merge(inference::router());
+    }
     if with_metrics {
         router = router.route("/metrics", get(metrics));
     }

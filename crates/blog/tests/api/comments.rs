@@ -62,6 +62,7 @@ async fn comments_get_sentiment_late_when_inference_was_down_and_humans_correct_
     drop(probe);
     let options = Options {
         inference_url: Some(format!("http://{inference_addr}")),
+        forward_inference: true,
         ..Options::default()
     };
     let app = spawn_app(db, options).await;
@@ -111,11 +112,42 @@ async fn comments_get_sentiment_late_when_inference_was_down_and_humans_correct_
         .await;
     assert_eq!((status, body["errors"]["body"].is_array()), (422, true));
 
+    // The public inference endpoints go through the blog: down is a JSON 503.
+    let sentence = json!({"text": "这家酒店干净整洁"});
+    let (status, body) = app
+        .call(Method::POST, "/v1/sentiment", None, Some(sentence.clone()))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("unavailable"))
+    );
+
     // Inference comes back: the back-fill scores the pending comment.
     let listener = tokio::net::TcpListener::bind(inference_addr)
         .await
         .expect("rebind the inference port");
     start_inference(models, listener).await;
+    let (status, body) = app
+        .call(Method::POST, "/v1/sentiment", None, Some(sentence))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["label"].is_string() && body["model_version"].is_string(),
+        "{body}"
+    );
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/v1/sentiment",
+            None,
+            Some(json!({"text": "  "})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].is_string()),
+        (422, true),
+        "inference's own errors pass through"
+    );
     let mut filled = Value::Null;
     for _ in 0..100 {
         let (_, list) = app.call(Method::GET, &comments, None, None).await;

@@ -83,6 +83,7 @@ pub struct Options {
     pub redis: Option<(String, String)>,
     pub login_limits: LoginLimits,
     pub behind_proxy: bool,
+    pub forward_inference: bool,
 }
 
 impl Options {
@@ -125,6 +126,7 @@ pub async fn spawn_app(db: &TestDb, options: Options) -> App {
         inference_timeout: Duration::from_millis(500),
         backfill_interval: Duration::from_millis(100),
         page_cache: true,
+        forward_inference: options.forward_inference,
         login_limits: options.login_limits,
         behind_proxy: options.behind_proxy,
     })

@@ -75,6 +75,12 @@ pub struct AggregatorArgs {
     /// Fingerprint of the training data, recorded in the model's metadata.
     #[arg(long, env = "FL_DATA_FINGERPRINT")]
     data_fingerprint: Option<String>,
+    /// Keep the run's status (JSON) in this file, replaced whenever it changes.
+    #[arg(long, env = "FL_STATUS_FILE")]
+    status_file: Option<PathBuf>,
+    /// Extra settings (a JSON object) recorded in the final model's metadata.
+    #[arg(long, env = "FL_SETTINGS")]
+    settings: Option<String>,
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
@@ -158,7 +164,11 @@ pub fn run(models_dir: &Path, threads: usize, args: AggregatorArgs) -> Result<()
         max_body_bytes: args.max_body_mib.saturating_mul(1 << 20),
         threads,
         data_fingerprint: args.data_fingerprint.clone(),
-        settings: serde_json::Value::Null,
+        settings: match &args.settings {
+            Some(json) => serde_json::from_str(json).context("--settings is not valid JSON")?,
+            None => serde_json::Value::Null,
+        },
+        status_file: args.status_file.clone(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -22,6 +22,9 @@ pub struct BlogArgs {
     /// `sqlite:path/blog.db` or `mysql://user:password@host:3306/database`.
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite:./var/blog.db")]
     database_url: String,
+    /// Password for the database user, put into `--database-url` (from a secret).
+    #[arg(long, env = "DATABASE_PASSWORD", hide_env_values = true)]
+    database_password: Option<String>,
     /// File holding the JWT signing secret (at least 32 bytes); `JWT_SECRET` may hold it instead.
     #[arg(long, env = "JWT_SECRET_FILE")]
     jwt_secret_file: Option<PathBuf>,
@@ -124,8 +127,13 @@ pub fn run(args: BlogArgs) -> Result<()> {
                 std::fs::create_dir_all(dir).ok();
             }
         }
+        let database_url = match &args.database_password {
+            Some(password) => bloginfer_blog::db::with_password(&args.database_url, password)
+                .map_err(anyhow::Error::msg)?,
+            None => args.database_url.clone(),
+        };
         let blog = Blog::start(BlogConfig {
-            database_url: args.database_url.clone(),
+            database_url,
             jwt_secret: secret,
             admin_email: args.admin_email.clone(),
             redis_url: args.redis_url.clone(),
@@ -134,6 +142,7 @@ pub fn run(args: BlogArgs) -> Result<()> {
             inference_timeout: args.inference_timeout,
             backfill_interval: Duration::from_secs(5),
             page_cache: args.page_cache,
+            forward_inference: args.inference_url.is_some(),
             login_limits: args.login_limits(),
             behind_proxy: args.behind_proxy,
         })

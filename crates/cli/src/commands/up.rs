@@ -106,6 +106,8 @@ pub fn run(threads: usize, args: UpArgs) -> Result<()> {
             inference_timeout: Duration::from_millis(300),
             backfill_interval: Duration::from_secs(5),
             page_cache: true,
+            // Inference is on this same listener already.
+            forward_inference: false,
             login_limits: Default::default(),
             behind_proxy: false,
         })

@@ -74,6 +74,10 @@ pub struct AggregatorConfig {
     pub data_fingerprint: Option<String>,
     /// Extra settings recorded in the model's metadata.
     pub settings: serde_json::Value,
+    /// A file that always holds the run's current status (JSON, replaced
+    /// atomically whenever it changes), for a supervisor that shares the disk
+    /// but not the network (the orchestrator).
+    pub status_file: Option<PathBuf>,
 }
 
 /// Shared by handlers and the driver.
@@ -489,10 +493,43 @@ fn finalize(shared: &Shared) -> Result<Option<String>> {
     Ok(Some(version))
 }
 
+/// What makes one status different from another for [`write_status`].
+type StatusMark = (String, u32, usize, usize, usize, Option<String>);
+
+/// Writes the status file when the status changed since `last`.
+fn write_status(shared: &Shared, last: &mut Option<StatusMark>) {
+    let Some(path) = &shared.config.status_file else {
+        return;
+    };
+    let status = shared.lock().status(Instant::now());
+    let mark = (
+        status.phase.clone(),
+        status.round,
+        status.history.len(),
+        status.selected,
+        status.reported,
+        status.version.clone(),
+    );
+    if last.as_ref() == Some(&mark) {
+        return;
+    }
+    let written = serde_json::to_vec(&status)
+        .map_err(|e| e.to_string())
+        .and_then(|json| {
+            bloginfer_model::registry::write_atomic(path, &json).map_err(|e| e.to_string())
+        });
+    match written {
+        Ok(()) => *last = Some(mark),
+        Err(e) => tracing::warn!("cannot write the status file {}: {e}", path.display()),
+    }
+}
+
 /// Closes rounds as they complete; finalises and stops the server at the end.
 async fn drive(shared: Arc<Shared>, stop: watch::Sender<bool>) {
     let mut changed = shared.subscribe();
+    let mut last_status = None;
     loop {
+        write_status(&shared, &mut last_status);
         let now = Instant::now();
         let (ready, finalizing, done) = {
             let mut c = shared.lock();

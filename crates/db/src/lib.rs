@@ -1,6 +1,11 @@
-//! The database: SQLite (embedded default, one file) or MySQL/MariaDB, through
-//! sqlx's `Any` driver so every query is written once (`?` placeholders work on
-//! both). Versioned migrations per backend are compiled in and run at start-up.
+//! The database of bloginfer: SQLite (embedded default, one file) or
+//! MySQL/MariaDB, through sqlx's `Any` driver so every query is written once
+//! (`?` placeholders work on both). One schema for every service that shares
+//! the database (the blog's users, articles and comments, the labeler's
+//! training samples, the orchestrator's runs): versioned migrations per
+//! backend, compiled in and run at start-up by whichever service starts first.
+
+#![warn(missing_docs)]
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -212,5 +217,60 @@ pub fn text(row: &sqlx::any::AnyRow, column: &str) -> Result<Option<String>, sql
                 .transpose()
         }
         Err(e) => Err(e),
+    }
+}
+
+/// `url` with `password` put into its user part (percent-encoded), so that a
+/// password can come from a secret while the rest of the URL is plain
+/// configuration. SQLite URLs have no user and are returned unchanged.
+pub fn with_password(url: &str, password: &str) -> Result<String, String> {
+    if url.starts_with("sqlite:") {
+        return Ok(url.to_string());
+    }
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(format!("{url:?} is not a URL with a host"));
+    };
+    let (authority_end, _) = rest
+        .char_indices()
+        .find(|(_, c)| *c == '/' || *c == '?')
+        .unwrap_or((rest.len(), ' '));
+    let authority = &rest[..authority_end];
+    let Some((user, host)) = authority.rsplit_once('@') else {
+        return Err("the database URL names no user to go with the password".into());
+    };
+    if user.contains(':') {
+        return Err("the database URL already holds a password".into());
+    }
+    let encoded: String = password
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    Ok(format!(
+        "{scheme}://{user}:{encoded}@{host}{}",
+        &rest[authority_end..]
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_go_into_the_user_part_encoded() {
+        assert_eq!(
+            with_password("mysql://app@db:3306/blog?ssl-mode=disabled", "p@ss:w/rd").as_deref(),
+            Ok("mysql://app:p%40ss%3Aw%2Frd@db:3306/blog?ssl-mode=disabled")
+        );
+        assert_eq!(
+            with_password("sqlite://var/blog.db", "x").as_deref(),
+            Ok("sqlite://var/blog.db")
+        );
+        assert!(with_password("mysql://db:3306/blog", "x").is_err());
+        assert!(with_password("mysql://app:old@db/blog", "x").is_err());
     }
 }
