@@ -35,6 +35,14 @@ if [ ! -x /usr/bin/chromium ]; then
     export DEBIAN_FRONTEND=noninteractive
     { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || fail "cannot install chromium"
 fi
+# A small CJK font, so the screenshots show the Chinese comments rather than empty boxes
+# (the assertions do not need it).
+if command -v fc-list >/dev/null 2>&1 && [ -z "$(fc-list :lang=zh 2>/dev/null)" ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq fonts-wqy-microhei >/dev/null 2>&1 ||
+        { apt-get update -qq && apt-get install -y -qq fonts-wqy-microhei >/dev/null 2>&1; } ||
+        echo "e2e: no CJK font (fonts-wqy-microhei); Chinese text in screenshots shows as boxes" >&2
+fi
 
 # The web app and its test dependencies (playwright-core) from the lock file.
 command -v npm >/dev/null 2>&1 || fail "npm not found: install Node.js 20 or newer"

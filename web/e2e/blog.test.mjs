@@ -126,6 +126,23 @@ describe('blog: register, write, comment', () => {
     assert.deepEqual(Object.fromEntries(labels), { [POSITIVE]: 'positive', [NEGATIVE]: 'negative' })
     assert.deepEqual(page.errors, [], 'no uncaught errors on the page')
   })
+
+  test("the article's author corrects a label: the chip gets the author mark, and keeps it", async (t) => {
+    if (!articleUrl) return t.skip('needs the article')
+    const card = () => page.locator(byTestId('comment'), { hasText: NEGATIVE })
+    await card().locator(byTestId('correct-positive')).click()
+    const chip = card().locator(`${byTestId('sentiment-chip')}[data-source="human"]`)
+    await chip.waitFor()
+    assert.equal(await chip.getAttribute('data-label'), 'positive')
+    assert.equal(await card().locator(byTestId('sentiment-mark-human')).count(), 1)
+    assert.equal(await card().locator(byTestId('sentiment-score')).count(), 0, 'a human label shows no model score')
+    assert.equal(await card().locator(byTestId('correct-positive')).isDisabled(), true)
+    await page.reload()
+    await card().locator(`${byTestId('sentiment-chip')}[data-source="human"][data-label="positive"]`).waitFor()
+    // The other comment keeps the model's label.
+    const other = page.locator(byTestId('comment'), { hasText: POSITIVE }).locator(byTestId('sentiment-chip'))
+    assert.equal(await other.getAttribute('data-source'), 'model')
+  })
 })
 
 describe('try it', () => {

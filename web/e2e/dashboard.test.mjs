@@ -6,15 +6,19 @@ import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import {
   DATA_DIR,
+  DESKTOP,
+  PHONE,
   WAIT,
   api,
   byTestId,
+  horizontalOverflow,
   launchBrowser,
   login,
   newPage,
   readAdminLogin,
   register,
   screenshot,
+  stubOrchestrator,
   uniqueSuffix,
 } from './lib.mjs'
 
@@ -69,6 +73,44 @@ describe('dashboard for everyone else', () => {
       await page.context().close()
     }
   })
+})
+
+describe('dashboard layout (admin endpoints stubbed as web/API.md has them)', () => {
+  // Layout only: the orchestrator's answers are fixed data, the rest is the real server.
+  for (const [name, viewport] of [
+    ['desktop', DESKTOP],
+    ['phone', PHONE],
+  ]) {
+    test(`${name}: charts drawn, promote buttons reachable, no horizontal scrolling`, async () => {
+      const page = await newPage(browser, { viewport })
+      const suffix = uniqueSuffix()
+      try {
+        await stubOrchestrator(page.context())
+        await register(page, { username: `e2el${suffix}`, email: `e2el-${suffix}@example.test`, password: `pw-${suffix}-l` })
+        await page.goto('/dashboard')
+        for (const id of ['loss-chart', 'accuracy-chart', 'worker-samples-chart']) await page.locator(`canvas${byTestId(id)}`).waitFor()
+        await page.locator(byTestId('version-row')).nth(2).waitFor()
+        assert.equal(await page.locator(byTestId('training-run-row')).count(), 3)
+        assert.equal(await page.locator(byTestId('train-button')).isDisabled(), true, 'a run is active')
+
+        const { scrollWidth, innerWidth, wide } = await horizontalOverflow(page)
+        assert.ok(scrollWidth <= innerWidth, `scrollWidth ${scrollWidth} > innerWidth ${innerWidth}; too wide: ${wide.join(', ')}`)
+        // Promote / roll back are not hidden behind the table's scroll on a desktop.
+        const buttons = page.locator(byTestId('promote-button'))
+        assert.equal(await buttons.count(), 2)
+        if (name === 'desktop') {
+          const clipped = await buttons.evaluateAll((els) =>
+            els.filter((el) => el.getBoundingClientRect().right > el.closest('.table-scroll').getBoundingClientRect().right + 1).length,
+          )
+          assert.equal(clipped, 0, 'promote buttons fit in the versions table')
+        }
+        await screenshot(page, `dashboard-stubbed-${name}`)
+        assert.deepEqual(page.errors, [])
+      } finally {
+        await page.context().close()
+      }
+    })
+  }
 })
 
 describe('dashboard for the admin', () => {

@@ -3,10 +3,14 @@
 // E2E_ARTIFACTS. scripts/e2e.sh starts `bloginfer up` and sets all of these.
 import { mkdir, readFile } from 'node:fs/promises'
 import path from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { chromium } from 'playwright-core'
 
 export const BASE_URL = (process.env.E2E_BASE_URL ?? 'http://127.0.0.1:8080').replace(/\/$/, '')
-export const ARTIFACTS = path.resolve(process.env.E2E_ARTIFACTS ?? 'e2e-artifacts')
+// Default: the repository's var/e2e-artifacts (var/ is git-ignored), wherever this runs from.
+export const ARTIFACTS = path.resolve(
+  process.env.E2E_ARTIFACTS ?? fileURLToPath(new URL('../../var/e2e-artifacts', import.meta.url)),
+)
 /** The data dir of the `bloginfer up` under test (admin-login.txt lives there). */
 export const DATA_DIR = process.env.E2E_DATA_DIR ?? null
 export const CHROMIUM = process.env.E2E_CHROMIUM ?? '/usr/bin/chromium'
@@ -68,7 +72,8 @@ export async function register(page, { username, email, password }) {
   await page.fill(byTestId('register-email'), email)
   await page.fill(byTestId('register-password'), password)
   await page.click(byTestId('register-submit'))
-  await page.waitForSelector(byTestId('nav-profile'))
+  // Attached, not visible: on a phone the navigation is folded behind the menu button.
+  await page.waitForSelector(byTestId('nav-profile'), { state: 'attached' })
 }
 
 export async function login(page, { email, password }) {
@@ -76,7 +81,8 @@ export async function login(page, { email, password }) {
   await page.fill(byTestId('login-email'), email)
   await page.fill(byTestId('login-password'), password)
   await page.click(byTestId('login-submit'))
-  await page.waitForSelector(byTestId('nav-profile'))
+  // Attached, not visible: on a phone the navigation is folded behind the menu button.
+  await page.waitForSelector(byTestId('nav-profile'), { state: 'attached' })
 }
 
 /** A JSON request to the server under test, outside the browser. */
@@ -123,14 +129,93 @@ export function parseAdminLogin(text) {
   return fields.email && fields.password ? { email: fields.email, password: fields.password } : null
 }
 
-/** True when the page is not wider than its viewport (no horizontal scrolling). */
+/**
+ * How wide the page is against its viewport, and the innermost elements that stick out
+ * past its right edge (the culprits when scrollWidth > innerWidth).
+ */
 export async function horizontalOverflow(page) {
   return page.evaluate(() => {
     const doc = document.documentElement
+    const limit = window.innerWidth + 1
+    const sticksOut = (el) => el.getBoundingClientRect().right > limit
+    const name = (el) => {
+      const cls = typeof el.className === 'string' && el.className.trim() ? '.' + el.className.trim().split(/\s+/).join('.') : ''
+      const id = el.dataset?.testid ? `[data-testid=${el.dataset.testid}]` : ''
+      return `${el.tagName.toLowerCase()}${cls}${id} (right ${Math.round(el.getBoundingClientRect().right)})`
+    }
     const wide = [...document.querySelectorAll('body *')]
-      .filter((el) => el.getBoundingClientRect().right > window.innerWidth + 1)
-      .slice(0, 5)
-      .map((el) => `${el.tagName.toLowerCase()}${el.className && typeof el.className === 'string' ? '.' + el.className.trim().split(/\s+/).join('.') : ''}`)
+      .filter((el) => sticksOut(el) && ![...el.children].some(sticksOut))
+      .filter((el) => {
+        // Content scrolled inside an overflow container does not widen the page, unless it
+        // is positioned out of it (an absolute child of an unpositioned scroller escapes).
+        if (['absolute', 'fixed'].includes(getComputedStyle(el).position)) return true
+        for (let p = el.parentElement; p && p !== document.body; p = p.parentElement) {
+          const o = getComputedStyle(p).overflowX
+          if (o === 'auto' || o === 'scroll' || o === 'hidden') return false
+        }
+        return true
+      })
+      .slice(0, 8)
+      .map(name)
     return { scrollWidth: doc.scrollWidth, innerWidth: window.innerWidth, wide }
   })
+}
+
+/**
+ * Answers the admin endpoints (`/v1/trainings...`, `/v1/models`, `/v1/feedback/stats`) in
+ * `context` with fixed data shaped as web/API.md says, and marks the signed-in user as an
+ * admin. For looking at the dashboard's layout while the orchestrator does not exist; the
+ * blog API and inference stay real.
+ */
+export async function stubOrchestrator(context, { currentVersion } = {}) {
+  const t0 = Date.parse('2026-12-01T09:00:00Z')
+  const iso = (sec) => new Date(t0 + sec * 1000).toISOString()
+  const roundsOf = (n, workers) =>
+    Array.from({ length: n }, (_, i) => ({
+      round: i + 1,
+      clients: workers,
+      train_loss: 0.64 * Math.pow(0.92, i) + 0.02 * Math.sin(i),
+      val_loss: 0.55 * Math.pow(0.95, i) + 0.1,
+      val_accuracy: 0.69 + 0.15 * (1 - Math.pow(0.75, i)),
+      val_macro_f1: 0.68 + 0.15 * (1 - Math.pow(0.75, i)),
+      seconds: 4.8 + (i % 3) * 0.2,
+    }))
+  const run = (id, fields) => ({
+    id, status: 'succeeded', phase: 'done', created_at: iso(0), started_at: iso(1), finished_at: iso(82),
+    strategy: 'fedavg', workers: 2, rounds: 10, rounds_done: 10, candidate_version: null, promoted: false, error: null, ...fields,
+  })
+  const current = currentVersion ?? '20261201T090122000Z-17fdb3f9'
+  const runs = [
+    run('fl-20261201t093000-3f1c2a', { status: 'running', phase: 'round 4 of 10', created_at: iso(1800), started_at: iso(1801), finished_at: null, strategy: 'fedprox', workers: 3, rounds_done: 4 }),
+    run('fl-20261201t090000-a81d77', { candidate_version: current, promoted: true }),
+    run('fl-20261130t210000-0bd3e1', { status: 'failed', phase: 'round 2 of 5', created_at: iso(-43200), started_at: iso(-43199), finished_at: iso(-43180), rounds: 5, rounds_done: 2, error: 'worker w1 stopped answering (timeout after 30 s)' }),
+  ]
+  const samples = (workers) => Array.from({ length: workers }, (_, i) => ({ worker_id: `w${i}`, samples: Math.round(14153 / workers) - i }))
+  const details = Object.fromEntries(runs.map((r) => [r.id, { ...r, round_metrics: roundsOf(r.rounds_done, r.workers), worker_samples: samples(r.workers) }]))
+  const versions = [
+    { version: current, created_at: iso(82), method: 'federated', accuracy: 0.8331, macro_f1: 0.8325, current: true },
+    { version: '20261130T215703551Z-dd35798f', created_at: iso(-50000), method: 'central', accuracy: 0.841, macro_f1: 0.8399, current: false },
+    { version: '20261129T101500000Z-0a0b0c0d', created_at: iso(-150000), method: 'federated', accuracy: 0.7912, macro_f1: 0.789, current: false },
+  ]
+  const feedback = {
+    by_source: { llm: 412, pseudo: 1290, human: 37 },
+    by_label: { positive: 980, negative: 702, neutral: 57 },
+    by_status: { accepted: 1602, held: 98, rejected: 39 },
+    total: 1739,
+  }
+  const json = (route, value, status = 200) => route.fulfill({ status, contentType: 'application/json', body: JSON.stringify(value) })
+  await context.route('**/api/user', async (route) => {
+    if (route.request().method() !== 'GET') return route.continue()
+    const res = await route.fetch()
+    const data = await res.json()
+    if (data?.user) data.user.admin = true
+    return json(route, data, res.status())
+  })
+  await context.route('**/v1/trainings', (route) => json(route, { trainings: runs, active_id: runs[0].id, cooldown_seconds: 0 }))
+  await context.route('**/v1/trainings/*', (route) => {
+    const id = decodeURIComponent(new URL(route.request().url()).pathname.split('/').pop())
+    return details[id] ? json(route, details[id]) : json(route, { error: { code: 'not_found', message: 'no such run' } }, 404)
+  })
+  await context.route('**/v1/models', (route) => json(route, { current, versions }))
+  await context.route('**/v1/feedback/stats', (route) => json(route, feedback))
 }

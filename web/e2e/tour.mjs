@@ -6,7 +6,7 @@
 // of web/API.md) and the user's `admin` flag forced on, since that is front-end work.
 import { mkdir } from 'node:fs/promises'
 import path from 'node:path'
-import { ARTIFACTS, BASE_URL, DESKTOP, PHONE, api, launchBrowser, uniqueSuffix } from './lib.mjs'
+import { ARTIFACTS, BASE_URL, DESKTOP, PHONE, api, horizontalOverflow, launchBrowser, stubOrchestrator, uniqueSuffix } from './lib.mjs'
 
 const only = new Set(process.argv.slice(2))
 const out = path.join(ARTIFACTS, 'tour')
@@ -68,55 +68,9 @@ for (let i = 0; i < 60; i++) {
   await new Promise((r) => setTimeout(r, 1000))
 }
 
-// The stubbed orchestrator for the admin dashboard.
-const t0 = Date.parse('2026-12-01T09:00:00Z')
-const iso = (sec) => new Date(t0 + sec * 1000).toISOString()
-const roundsOf = (n, workers) =>
-  Array.from({ length: n }, (_, i) => ({
-    round: i + 1,
-    clients: workers,
-    train_loss: 0.64 * Math.pow(0.92, i) + 0.02 * Math.sin(i),
-    val_loss: 0.55 * Math.pow(0.95, i) + 0.1,
-    val_accuracy: 0.69 + 0.15 * (1 - Math.pow(0.75, i)),
-    val_macro_f1: 0.68 + 0.15 * (1 - Math.pow(0.75, i)),
-    seconds: 4.8 + (i % 3) * 0.2,
-  }))
-const runs = [
-  { id: 'tr-20261201t0930-3f1c2a', status: 'running', phase: 'round 4 of 10', created_at: iso(1800), started_at: iso(1801), finished_at: null, strategy: 'fedprox', workers: 3, rounds: 10, rounds_done: 4, candidate_version: null, promoted: false, error: null },
-  { id: 'tr-20261201t0900-a81d77', status: 'succeeded', phase: 'done', created_at: iso(0), started_at: iso(1), finished_at: iso(82), strategy: 'fedavg', workers: 2, rounds: 10, rounds_done: 10, candidate_version: '20261201T090122000Z-17fdb3f9', promoted: true, error: null },
-  { id: 'tr-20261130t2100-0bd3e1', status: 'failed', phase: 'round 2 of 5', created_at: iso(-43200), started_at: iso(-43199), finished_at: iso(-43180), strategy: 'fedavg', workers: 2, rounds: 5, rounds_done: 2, candidate_version: null, promoted: false, error: 'worker w1 stopped answering (timeout after 30 s)' },
-]
-const details = {
-  [runs[0].id]: { ...runs[0], round_metrics: roundsOf(4, 3), worker_samples: [{ worker_id: 'w0', samples: 4718 }, { worker_id: 'w1', samples: 4718 }, { worker_id: 'w2', samples: 4717 }] },
-  [runs[1].id]: { ...runs[1], round_metrics: roundsOf(10, 2), worker_samples: [{ worker_id: 'w0', samples: 7077 }, { worker_id: 'w1', samples: 7076 }] },
-  [runs[2].id]: { ...runs[2], round_metrics: roundsOf(2, 2), worker_samples: [{ worker_id: 'w0', samples: 7077 }, { worker_id: 'w1', samples: 7076 }] },
-}
+// The admin dashboard with a stubbed orchestrator.
 const model = await api('GET', '/v1/sentiment/model')
-const current = model.json?.version ?? '20261201T090122000Z-17fdb3f9'
-const versions = [
-  { version: current, created_at: iso(82), method: 'federated', accuracy: 0.8331, macro_f1: 0.8325, current: true },
-  { version: '20261130T215703551Z-dd35798f', created_at: iso(-50000), method: 'central', accuracy: 0.841, macro_f1: 0.8399, current: false },
-  { version: '20261129T101500000Z-0a0b0c0d', created_at: iso(-150000), method: 'federated', accuracy: 0.7912, macro_f1: 0.7890, current: false },
-]
-const feedback = { by_source: { llm: 412, pseudo: 1290, human: 37 }, by_label: { positive: 980, negative: 702, neutral: 57 }, by_status: { accepted: 1602, held: 98, rejected: 39 }, total: 1739 }
-
-async function stubAdmin(context) {
-  const json = (route, value, status = 200) => route.fulfill({ status, contentType: 'application/json', body: JSON.stringify(value) })
-  await context.route('**/api/user', async (route) => {
-    if (route.request().method() !== 'GET') return route.continue()
-    const res = await route.fetch()
-    const data = await res.json()
-    data.user.admin = true
-    return json(route, data, res.status())
-  })
-  await context.route('**/v1/trainings', (route) => json(route, { trainings: runs, active_id: runs[0].id, cooldown_seconds: 0 }))
-  await context.route('**/v1/trainings/*', (route) => {
-    const id = decodeURIComponent(new URL(route.request().url()).pathname.split('/').pop())
-    return details[id] ? json(route, details[id]) : json(route, { error: { code: 'not_found', message: 'no such run' } }, 404)
-  })
-  await context.route('**/v1/models', (route) => json(route, { current, versions }))
-  await context.route('**/v1/feedback/stats', (route) => json(route, feedback))
-}
+const stubAdmin = (context) => stubOrchestrator(context, { currentVersion: model.json?.version })
 
 const pages = [
   ['home', '/', null, '[data-testid="article-preview"]'],
@@ -181,8 +135,9 @@ try {
         await page.waitForTimeout(700) // charts animate in
         const file = path.join(out, `${name}-${locale}-${width}.png`)
         await page.screenshot({ path: file, fullPage: true })
-        const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth)
-        console.log(`${file}${overflow > 0 ? `  OVERFLOW ${overflow}px` : ''}${errors.length ? `  ERRORS ${errors.join(' | ')}` : ''}`)
+        const { scrollWidth, innerWidth, wide } = await horizontalOverflow(page)
+        const overflow = scrollWidth > innerWidth ? `  OVERFLOW ${scrollWidth - innerWidth}px: ${wide.join(', ')}` : ''
+        console.log(`${file}${overflow}${errors.length ? `  ERRORS ${errors.join(' | ')}` : ''}`)
         await context.close()
       }
     }

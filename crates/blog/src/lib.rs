@@ -1,6 +1,7 @@
 //! The blog backend: the RealWorld "Conduit" API (users, profiles, articles,
 //! comments, tags) on SQLite or MySQL/MariaDB, extended with comment sentiment.
 //!
+//! - [`admin`]: the operator's admin account in single-process installs;
 //! - [`auth`]: argon2id passwords, JWTs carrying a session id, session stores;
 //! - [`extract`]: `AuthUser`, `MaybeAuthUser` and JSON bodies with API errors;
 //! - [`error`]: the one error type and its JSON shapes;
@@ -13,6 +14,7 @@
 
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod auth;
 pub mod cache;
 pub mod error;
@@ -93,6 +95,7 @@ pub struct AppState {
 }
 
 /// The blog service, connected and migrated.
+#[derive(Clone)]
 pub struct Blog {
     state: Arc<AppState>,
 }

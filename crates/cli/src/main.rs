@@ -44,6 +44,8 @@ enum Command {
     Infer(Box<commands::infer::InferArgs>),
     /// Run a federated training's aggregator (one run, as a network service).
     Aggregator(Box<commands::aggregator::AggregatorArgs>),
+    /// Run the training daemon: training runs on demand, evaluation, promotion, retention.
+    Orchestrator(Box<commands::orchestrator::OrchestratorArgs>),
     /// Run a federated worker on its own data shard.
     Worker(commands::worker::WorkerArgs),
     /// Federated training on this machine.
@@ -78,6 +80,9 @@ fn main() -> ExitCode {
         Command::Blog(args) => commands::blog::run(*args),
         Command::Infer(args) => commands::infer::run(&cli.models_dir, *args),
         Command::Aggregator(args) => commands::aggregator::run(&cli.models_dir, cli.threads, *args),
+        Command::Orchestrator(args) => {
+            commands::orchestrator::run(&cli.models_dir, cli.threads, *args)
+        }
         Command::Worker(args) => commands::worker::run(cli.threads, args),
         Command::Fl { command } => commands::fl::run(&cli.models_dir, cli.threads, command),
         Command::Models { command } => commands::models::run(&cli.models_dir, command),

@@ -49,6 +49,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "article read columns",
         include_str!("../migrations/sqlite/0002_article_read_columns.sql"),
     ),
+    (
+        3,
+        "training runs",
+        include_str!("../migrations/sqlite/0003_training_runs.sql"),
+    ),
 ];
 const MYSQL: &[(i64, &str, &str)] = &[
     (
@@ -60,6 +65,11 @@ const MYSQL: &[(i64, &str, &str)] = &[
         2,
         "article read columns",
         include_str!("../migrations/mysql/0002_article_read_columns.sql"),
+    ),
+    (
+        3,
+        "training runs",
+        include_str!("../migrations/mysql/0003_training_runs.sql"),
     ),
 ];
 

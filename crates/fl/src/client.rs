@@ -76,6 +76,8 @@ pub struct WorkerConfig {
     pub max_unreachable: Duration,
     /// Deliberate misbehaviour (tests only).
     pub fault: Fault,
+    /// The run this worker was started for; an aggregator of another run is refused.
+    pub expected_run: Option<String>,
 }
 
 /// What a worker did.
@@ -210,6 +212,14 @@ pub async fn run_worker(config: WorkerConfig) -> Result<WorkerSummary> {
     let conn = Connection::new(&config)?;
     let samples = examples.len() as u64;
     let mut plan = register(&conn, &config.worker_id, samples).await?;
+    if let Some(expected) = &config.expected_run {
+        if *expected != plan.run_id {
+            return Err(FlError::Config(format!(
+                "the aggregator runs {}, but this worker was started for {expected}",
+                plan.run_id
+            )));
+        }
+    }
     tracing::info!(run = %plan.run_id, samples, rounds = plan.rounds, "registered");
     let encoder = Encoder::new(plan.vocab.clone(), plan.model.max_len)
         .with_granularity(plan.model.granularity);

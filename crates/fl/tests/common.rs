@@ -105,5 +105,6 @@ pub fn worker(url: &str, id: &str, shard: &[Example], dir: &Path) -> WorkerConfi
         threads: 1,
         max_unreachable: Duration::from_secs(10),
         fault: Fault::None,
+        expected_run: Some("test-run".into()),
     }
 }

@@ -88,10 +88,10 @@ pub fn router(shared: Arc<Shared>, probes: bool) -> Router {
         .route(
             "/openapi.json",
             get(|| async { Json(crate::openapi::document()) }),
-        )
-        .route("/metrics", get(metrics));
+        );
     if probes {
         routes = routes
+            .route("/metrics", get(metrics))
             .route(
                 "/healthz",
                 get(|| async { Json(serde_json::json!({"status": "ok"})) }),

@@ -61,6 +61,7 @@ pub struct Shared {
 }
 
 /// The inference service: model store, batcher, reloader.
+#[derive(Clone)]
 pub struct InferService {
     shared: Arc<Shared>,
     reload_interval: Duration,
@@ -90,7 +91,8 @@ impl InferService {
         http::router(self.shared.clone(), true)
     }
 
-    /// The routes without `/healthz` and `/readyz` (the host app has its own).
+    /// The routes without `/healthz`, `/readyz` and `/metrics` (the host app
+    /// has its own; see [`InferService::render_metrics`]).
     pub fn routes_without_probes(&self) -> Router {
         http::router(self.shared.clone(), false)
     }
@@ -98,6 +100,11 @@ impl InferService {
     /// The routes with a JSON 404 for anything else (the standalone service).
     pub fn router(&self) -> Router {
         self.routes().fallback(http::not_found)
+    }
+
+    /// The metrics page (OpenMetrics text).
+    pub fn render_metrics(&self) -> String {
+        self.shared.metrics.render()
     }
 
     /// The shared state.

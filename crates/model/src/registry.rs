@@ -224,12 +224,18 @@ impl Registry {
     /// Deletes all but the newest `keep` versions, never the current one.
     /// Returns the deleted ids.
     pub fn prune(&self, keep: usize) -> Result<Vec<String>> {
+        self.prune_except(keep, &[])
+    }
+
+    /// Like [`Registry::prune`], and never any of `protected` either (a
+    /// candidate under evaluation, say).
+    pub fn prune_except(&self, keep: usize, protected: &[String]) -> Result<Vec<String>> {
         let current = self.current()?;
         let versions = self.versions()?;
         let cutoff = versions.len().saturating_sub(keep);
         let mut removed = Vec::new();
         for version in &versions[..cutoff] {
-            if current.as_deref() == Some(version.as_str()) {
+            if current.as_deref() == Some(version.as_str()) || protected.contains(version) {
                 continue;
             }
             let path = self.path_of(version)?;

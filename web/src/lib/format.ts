@@ -32,9 +32,23 @@ export function durationSeconds(start: string | null, end: string | null, now = 
   return Math.max(0, Math.round((to - from) / 1000))
 }
 
-export function formatDuration(seconds: number | null): string {
-  if (seconds === null) return '—'
-  const m = Math.floor(seconds / 60)
-  const s = seconds % 60
-  return m > 0 ? `${m}m ${String(s).padStart(2, '0')}s` : `${s}s`
+const DURATION_UNITS: Record<'en' | 'zh', { d: string; h: string; m: string; s: string; sep: string }> = {
+  en: { d: 'd', h: 'h', m: 'm', s: 's', sep: ' ' },
+  zh: { d: '天', h: '小时', m: '分', s: '秒', sep: '' },
+}
+
+/** 9 -> "9s", 65 -> "1m 05s", 52156 -> "14h 29m", 200000 -> "2d 07h"; in Chinese "1分05秒". */
+export function formatDuration(seconds: number | null, locale = 'en'): string {
+  if (seconds === null || !Number.isFinite(seconds)) return '—'
+  const u = DURATION_UNITS[locale.toLowerCase().startsWith('zh') ? 'zh' : 'en']
+  const total = Math.max(0, Math.round(seconds))
+  const pad = (n: number) => String(n).padStart(2, '0')
+  const d = Math.floor(total / 86_400)
+  const h = Math.floor((total % 86_400) / 3_600)
+  const m = Math.floor((total % 3_600) / 60)
+  const s = total % 60
+  if (d > 0) return `${d}${u.d}${u.sep}${pad(h)}${u.h}`
+  if (h > 0) return `${h}${u.h}${u.sep}${pad(m)}${u.m}`
+  if (m > 0) return `${m}${u.m}${u.sep}${pad(s)}${u.s}`
+  return `${s}${u.s}`
 }

@@ -4,6 +4,8 @@ import TrainControl from '@/components/dashboard/TrainControl.vue'
 import RunDetail from '@/components/dashboard/RunDetail.vue'
 import ConfusionMatrix from '@/components/dashboard/ConfusionMatrix.vue'
 import VersionsTable from '@/components/dashboard/VersionsTable.vue'
+import RunsTable from '@/components/dashboard/RunsTable.vue'
+import ModelCard from '@/components/dashboard/ModelCard.vue'
 import { useAuthStore } from '@/stores/auth'
 import { useTrainingStore } from '@/stores/training'
 import { mountApp } from '../helpers/mount'
@@ -123,5 +125,66 @@ describe('model tables', () => {
     expect(rows[2]!.get('[data-testid="promote-button"]').text()).toBe('Roll back')
     await rows[2]!.get('[data-testid="promote-button"]').trigger('click')
     expect(wrapper.emitted('promote')).toEqual([['old']])
+  })
+
+  it('keeps each version and its date in one cell, so the promote column fits beside them', async () => {
+    const { wrapper } = await mountApp(VersionsTable, {
+      props: {
+        versions: [
+          { version: '20261201T235429028Z-a2ed17f2', created_at: '2026-12-01T23:54:29Z', method: 'federated', accuracy: 0.83, macro_f1: 0.83, current: false },
+        ],
+        promoting: null,
+        error: null,
+      },
+    })
+    expect(wrapper.findAll('thead th')).toHaveLength(5)
+    const cell = wrapper.get('[data-testid="version-row"] td')
+    expect(cell.get('code').text()).toBe('20261201T235429028Z-a2ed17f2')
+    expect(cell.get('.version-cell__date').text()).toContain('2026')
+  })
+})
+
+describe('runs table', () => {
+  it('shows whole run ids (ids that share a prefix stay apart) and long durations in hours', async () => {
+    const runs = [
+      trainingSummary({ id: 'fl-20261201t093000-3f1c2a', started_at: '2026-12-01T09:30:00Z', finished_at: '2026-12-01T23:59:16Z' }),
+      trainingSummary({ id: 'fl-20261201t090000-a81d77', started_at: '2026-12-01T09:00:00Z', finished_at: '2026-12-01T09:01:21Z' }),
+    ]
+    const { wrapper } = await mountApp(RunsTable, { props: { runs, selectedId: null } })
+    const rows = wrapper.findAll('[data-testid="training-run-row"]')
+    expect(rows.map((r) => r.get('code').text())).toEqual(['fl-20261201t093000-3f1c2a', 'fl-20261201t090000-a81d77'])
+    expect(rows.map((r) => r.findAll('td').at(-1)!.text())).toEqual(['14h 29m', '1m 21s'])
+  })
+
+  it('names the classes of the model card in the interface language', async () => {
+    const info = {
+      version: 'v1',
+      config: { hidden_dim: 128 },
+      metrics: {
+        accuracy: 0.83,
+        macro_f1: 0.83,
+        per_class: [
+          { label: 'negative', precision: 0.8, recall: 0.8, f1: 0.8, support: 794 },
+          { label: 'positive', precision: 0.8, recall: 0.8, f1: 0.8, support: 722 },
+        ],
+        confusion: [
+          [676, 118],
+          [135, 587],
+        ],
+        total: 1516,
+      },
+      loaded_at: '2026-12-01T23:54:29Z',
+    }
+    const { wrapper } = await mountApp(ModelCard, { props: { info, error: null }, locale: 'zh-CN' })
+    const headers = wrapper.findAll('th').map((th) => th.text())
+    expect(headers).toContain('正面')
+    expect(headers).toContain('负面')
+    expect(headers).not.toContain('positive')
+  })
+
+  it('speaks Chinese in Chinese: durations', async () => {
+    const runs = [trainingSummary({ started_at: '2026-12-01T09:00:00Z', finished_at: '2026-12-01T09:01:21Z' })]
+    const { wrapper } = await mountApp(RunsTable, { props: { runs, selectedId: null }, locale: 'zh-CN' })
+    expect(wrapper.get('[data-testid="training-run-row"]').findAll('td').at(-1)!.text()).toBe('1分21秒')
   })
 })

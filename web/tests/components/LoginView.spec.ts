@@ -22,6 +22,16 @@ describe('LoginView', () => {
     expect(useAuthStore().isLoggedIn).toBe(false)
   })
 
+  it('shows the 422 of bad credentials in Chinese', async () => {
+    mockFetch().on('POST', '/api/users/login', json({ errors: { 'email or password': ['is invalid'] } }, 422))
+    const { wrapper } = await mountApp(LoginView, { path: '/login', locale: 'zh-CN' })
+    await wrapper.get('[data-testid="login-email"]').setValue('li@example.com')
+    await wrapper.get('[data-testid="login-password"]').setValue('wrong')
+    await wrapper.get('[data-testid="login-form"]').trigger('submit')
+    await flushPromises()
+    expect(wrapper.get('[data-testid="error-messages"]').text()).toBe('邮箱或密码无效')
+  })
+
   it('treats a 401 on login as bad credentials, not an ended session', async () => {
     mockFetch().on('POST', '/api/users/login', json({ error: { code: 'invalid_credentials', message: 'nope' } }, 401))
     const { wrapper } = await mountApp(LoginView, { path: '/login', locale: 'zh-CN' })
@@ -73,4 +83,37 @@ describe('RegisterView', () => {
       'email is invalid',
     ])
   })
+
+  it('translates the known field errors into Chinese and keeps unknown ones as sent', async () => {
+    mockFetch().on(
+      'POST',
+      '/api/users',
+      json(
+        {
+          errors: {
+            email: ['has already been taken'],
+            password: ['is too short (minimum is 8 characters)'],
+            username: ["can't be blank"],
+            nickname: ['is invalid'],
+            label: ['must be positive or negative'],
+          },
+        },
+        422,
+      ),
+    )
+    const { wrapper } = await mountApp(RegisterView, { path: '/register', locale: 'zh-CN' })
+    await wrapper.get('[data-testid="register-username"]').setValue('li')
+    await wrapper.get('[data-testid="register-email"]').setValue('li@example.com')
+    await wrapper.get('[data-testid="register-password"]').setValue('pw')
+    await wrapper.get('[data-testid="register-submit"]').trigger('submit')
+    await flushPromises()
+    expect(wrapper.findAll('[data-testid="error-messages"] li').map((li) => li.text())).toEqual([
+      '邮箱已被占用',
+      '密码太短（至少 8 个字符）',
+      '用户名不能为空',
+      'nickname is invalid',
+      'label must be positive or negative',
+    ])
+  })
 })
+

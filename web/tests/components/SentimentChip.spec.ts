@@ -81,4 +81,30 @@ describe('SentimentChip', () => {
     await w.get('[data-testid="correct-positive"]').trigger('click')
     expect(w.emitted('correct')).toEqual([['positive']])
   })
+
+  it('titles a human label without the model view the backend dropped', async () => {
+    const w = await chip(sentiment({ label: 'negative', score: 0, modelVersion: null, source: 'human' }))
+    const title = w.get('[data-testid="sentiment-chip"]').attributes('title')
+    expect(title).toBe('corrected by the author')
+    expect(title).not.toContain('P(positive)')
+  })
+
+  it('keeps the model view of a human label when the backend kept it', async () => {
+    const w = await chip(sentiment({ label: 'negative', score: 0.81, modelVersion: 'v7', source: 'human' }))
+    const title = w.get('[data-testid="sentiment-chip"]').attributes('title')
+    expect(title).toBe('corrected by the author · P(positive) = 81.0% · model v7')
+  })
+
+  it('draws the correction buttons as SVG icons, not emoji', async () => {
+    const w = await chip(sentiment(), true)
+    for (const [label, icon] of [
+      ['positive', 'thumbs-up'],
+      ['negative', 'thumbs-down'],
+    ]) {
+      const button = w.get(`[data-testid="correct-${label}"]`)
+      expect(button.find(`svg[data-icon="${icon}"]`).exists()).toBe(true)
+      expect(button.text()).toBe('')
+      expect(button.attributes('aria-label')).toBeTruthy()
+    }
+  })
 })

@@ -87,6 +87,15 @@ describe('pages', () => {
     expect(wrapper.text()).toContain('写代码的')
     expect(wrapper.find('[data-testid="follow-button"]').exists()).toBe(true)
     expect(fetch.callsTo('GET', '/api/articles')[0]!.query.get('author')).toBe('li')
+    expect(wrapper.get('.feed-toggle').text()).toContain('Articles')
+    expect(wrapper.get('.feed-toggle').text()).not.toContain('My Articles')
+  })
+
+  it('profile: your own profile says "My Articles" and offers the settings', async () => {
+    useAuthStore().user = user({ username: 'li' })
+    const { wrapper } = await mountApp(App, { path: '/profile/li' })
+    expect(wrapper.get('.feed-toggle').text()).toContain('My Articles')
+    expect(wrapper.find('[data-testid="follow-button"]').exists()).toBe(false)
   })
 
   it('editor: publishes title, description, body and tags, then opens the article', async () => {

@@ -38,6 +38,22 @@ describe('lib', () => {
     expect(durationSeconds(null, null)).toBeNull()
   })
 
+  it('formats long durations in hours and days, not thousands of minutes', () => {
+    expect(formatDuration(3_600)).toBe('1h 00m')
+    expect(formatDuration(52_156)).toBe('14h 29m')
+    expect(formatDuration(200_000)).toBe('2d 07h')
+    expect(formatDuration(59.6)).toBe('1m 00s')
+    expect(formatDuration(Number.NaN)).toBe('—')
+  })
+
+  it('writes durations with Chinese units in Chinese', () => {
+    expect(formatDuration(9, 'zh-CN')).toBe('9秒')
+    expect(formatDuration(65, 'zh-CN')).toBe('1分05秒')
+    expect(formatDuration(52_156, 'zh-CN')).toBe('14小时29分')
+    expect(formatDuration(200_000, 'zh-CN')).toBe('2天07小时')
+    expect(formatDuration(65, 'en')).toBe('1m 05s')
+  })
+
   it('reads ?page= defensively', () => {
     expect(pageFromQuery('3')).toBe(3)
     expect(pageFromQuery(['2', '5'])).toBe(2)

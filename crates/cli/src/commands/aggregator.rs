@@ -26,14 +26,13 @@ pub struct AggregatorArgs {
     #[arg(long)]
     addr_file: Option<PathBuf>,
     /// Write the final run status (JSON) here on success.
-    #[arg(long)]
+    #[arg(long, env = "FL_RESULT_FILE")]
     result_file: Option<PathBuf>,
     /// Run id; state and updates of other runs are refused.
     #[arg(long, env = "FL_RUN_ID")]
     run_id: String,
-    /// Token every worker request must carry.
-    #[arg(long, env = "FL_RUN_TOKEN", hide_env_values = true)]
-    token: String,
+    #[command(flatten)]
+    token: RunToken,
     /// Model architecture (JSON, as stored in checkpoints); needs --vocab.
     #[arg(
         long,
@@ -83,6 +82,37 @@ pub struct AggregatorArgs {
     settings: Option<String>,
 }
 
+/// The run token, given directly or in a file (a Kubernetes volume).
+#[derive(Args)]
+pub struct RunToken {
+    /// Token every worker request must carry.
+    #[arg(long = "token", env = "FL_RUN_TOKEN", hide_env_values = true)]
+    value: Option<String>,
+    /// File holding the token (instead of --token).
+    #[arg(
+        long = "token-file",
+        env = "FL_RUN_TOKEN_FILE",
+        conflicts_with = "value"
+    )]
+    file: Option<PathBuf>,
+}
+
+impl RunToken {
+    /// The token.
+    pub fn resolve(&self) -> Result<String> {
+        let token = match (&self.value, &self.file) {
+            (Some(value), _) => value.clone(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the run token {}", path.display()))?
+                .trim()
+                .to_string(),
+            (None, None) => anyhow::bail!("give the run token with --token or --token-file"),
+        };
+        anyhow::ensure!(!token.is_empty(), "the run token must not be empty");
+        Ok(token)
+    }
+}
+
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
     let raw = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the {what} {}", path.display()))?;
@@ -118,7 +148,7 @@ fn load_model(
 
 /// Runs `bloginfer aggregator`.
 pub fn run(models_dir: &Path, threads: usize, args: AggregatorArgs) -> Result<()> {
-    anyhow::ensure!(!args.token.is_empty(), "the run token must not be empty");
+    let token = args.token.resolve()?;
     anyhow::ensure!(args.run.rounds > 0, "--rounds must be at least 1");
     anyhow::ensure!(
         args.run.fraction > 0.0 && args.run.fraction <= 1.0,
@@ -133,7 +163,7 @@ pub fn run(models_dir: &Path, threads: usize, args: AggregatorArgs) -> Result<()
     let min_clients = args.run.min_clients.unwrap_or(1).max(1);
     let config = AggregatorConfig {
         run_id: args.run_id.clone(),
-        token: args.token.clone(),
+        token,
         model,
         vocab,
         initial,

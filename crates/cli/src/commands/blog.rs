@@ -19,6 +19,9 @@ pub struct BlogArgs {
     /// Port to listen on.
     #[arg(long, env = "LISTEN_PORT", default_value_t = 8081)]
     port: u16,
+    /// Write the bound address here once listening (useful with port 0).
+    #[arg(long)]
+    addr_file: Option<PathBuf>,
     /// `sqlite:path/blog.db` or `mysql://user:password@host:3306/database`.
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite:./var/blog.db")]
     database_url: String,
@@ -111,6 +114,15 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// Creates the folder of a SQLite database file, so a fresh `./var` works.
+pub fn ensure_sqlite_dir(database_url: &str) {
+    if let Some(path) = database_url.strip_prefix("sqlite:") {
+        if let Some(dir) = Path::new(path.trim_start_matches("//")).parent() {
+            std::fs::create_dir_all(dir).ok();
+        }
+    }
+}
+
 /// Runs `bloginfer blog`.
 pub fn run(args: BlogArgs) -> Result<()> {
     let secret = jwt_secret(
@@ -122,11 +134,7 @@ pub fn run(args: BlogArgs) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        if let Some(path) = args.database_url.strip_prefix("sqlite:") {
-            if let Some(dir) = Path::new(path.trim_start_matches("//")).parent() {
-                std::fs::create_dir_all(dir).ok();
-            }
-        }
+        ensure_sqlite_dir(&args.database_url);
         let database_url = match &args.database_password {
             Some(password) => bloginfer_blog::db::with_password(&args.database_url, password)
                 .map_err(anyhow::Error::msg)?,
@@ -151,7 +159,12 @@ pub fn run(args: BlogArgs) -> Result<()> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
-        tracing::info!(bound = %listener.local_addr()?, "blog API listening");
+        let bound = listener.local_addr()?;
+        tracing::info!(%bound, "blog API listening");
+        if let Some(path) = &args.addr_file {
+            std::fs::write(path, bound.to_string())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
         let app = blog
             .router()
             .into_make_service_with_connect_info::<SocketAddr>();

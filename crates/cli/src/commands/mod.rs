@@ -7,6 +7,7 @@ pub mod eval;
 pub mod fl;
 pub mod infer;
 pub mod models;
+pub mod orchestrator;
 pub mod predict;
 pub mod train;
 pub mod up;

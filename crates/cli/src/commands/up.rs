@@ -1,17 +1,26 @@
-//! `bloginfer up`: the all-in-one process on one listener. Today it serves
-//! the blog API (`/api/...`, SQLite under the data dir), inference
-//! (`/v1/sentiment...`) and the built web app; the orchestrator and the
-//! labeler join it as they land. With no model yet it first trains one by a
-//! local federated run.
+//! `bloginfer up`: the all-in-one process on one listener. It serves the blog
+//! API (`/api/...`, SQLite under the data dir), inference (`/v1/sentiment...`),
+//! the orchestrator with the local launcher (`/v1/trainings...`,
+//! `/v1/models...`), one `/metrics` page for all three, and the built web app.
+//! With no model yet it first trains one by a local federated run. It keeps
+//! a generated admin login in `<data dir>/admin-login.txt` (mode 0600).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use anyhow::{Context, Result};
+use axum::http::header;
+use axum::response::IntoResponse;
+use bloginfer_blog::admin::AdminLogin;
 use bloginfer_blog::{Blog, BlogConfig};
 use bloginfer_infer::{BatchConfig, InferConfig, InferService};
+use bloginfer_model::config::{ModelConfig, TrainConfig};
 use bloginfer_model::Registry;
+use bloginfer_orchestrator::http::{AdminAuth, ApiState};
+use bloginfer_orchestrator::Orchestrator;
 use clap::Args;
 use tower_http::services::{ServeDir, ServeFile};
 
@@ -33,6 +42,61 @@ pub struct UpArgs {
     /// Rounds of that run.
     #[arg(long, default_value_t = 10)]
     rounds: u32,
+    #[command(flatten)]
+    training: super::orchestrator::TrainingArgs,
+}
+
+const ADMIN_LOGIN_FILE: &str = "admin-login.txt";
+
+/// The admin login kept in `data_dir`, made up the first time.
+fn admin_login(data_dir: &Path) -> Result<(AdminLogin, PathBuf)> {
+    let path = data_dir.join(ADMIN_LOGIN_FILE);
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        if let (Some(email), Some(password)) = (field("email:"), field("password:")) {
+            let username = field("username:").unwrap_or_else(|| "admin".into());
+            return Ok((
+                AdminLogin {
+                    email,
+                    username,
+                    password,
+                },
+                path,
+            ));
+        }
+        anyhow::bail!(
+            "{} has no `email:` and `password:` lines; fix it or delete it to get a new login",
+            path.display()
+        );
+    }
+    let bytes: [u8; 12] = rand::random();
+    let login = AdminLogin {
+        email: "admin@bloginfer.local".into(),
+        username: "admin".into(),
+        password: bytes.iter().map(|b| format!("{b:02x}")).collect(),
+    };
+    let text = format!(
+        "email: {}\nusername: {}\npassword: {}\n",
+        login.email, login.username, login.password
+    );
+    super::blog::write_private(&path, text.as_bytes())?;
+    Ok((login, path))
+}
+
+/// One OpenMetrics page from several (each ends with its own `# EOF`).
+fn merge_metrics(pages: &[String]) -> String {
+    let mut out = String::new();
+    for page in pages {
+        out.push_str(page.trim_end().trim_end_matches("# EOF").trim_end());
+        out.push('\n');
+    }
+    out.push_str("# EOF\n");
+    out
 }
 
 /// Trains the first model with `bloginfer fl run` (same binary, own progress display).
@@ -73,7 +137,7 @@ pub fn run(threads: usize, args: UpArgs) -> Result<()> {
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let config = InferConfig {
-        models_dir: models,
+        models_dir: models.clone(),
         pinned_version: None,
         batching: BatchConfig {
             max_batch: 64,
@@ -112,11 +176,53 @@ pub fn run(threads: usize, args: UpArgs) -> Result<()> {
             behind_proxy: false,
         })
         .await?;
+        let (login, login_file) = admin_login(&args.data_dir)?;
+        blog.ensure_admin(&login).await?;
+        let runs_dir = args.data_dir.join("runs");
+        let config = args.training.config(
+            &models,
+            &runs_dir,
+            super::orchestrator::run_defaults(args.workers as u32, args.rounds),
+            (ModelConfig::default(), TrainConfig::default().min_count),
+            threads,
+        )?;
+        let launcher = super::orchestrator::local_launcher(threads)?;
+        let orchestrator = Orchestrator::start(config, blog.db(), launcher, None).await?;
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let bound = listener.local_addr()?;
+        // Admin sessions are the blog's, on this same listener.
+        let orchestrator_api = Arc::new(ApiState {
+            orchestrator: orchestrator.clone(),
+            auth: AdminAuth::new(None, Some(format!("http://{bound}"))),
+        });
+        let metrics = {
+            let (blog, inference, orchestrator) =
+                (blog.clone(), inference.clone(), orchestrator.clone());
+            axum::routing::get(move || async move {
+                let page = merge_metrics(&[
+                    blog.render_metrics(),
+                    inference.render_metrics(),
+                    orchestrator.render_metrics(),
+                ]);
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    page,
+                )
+                    .into_response()
+            })
+        };
         // Both have /healthz and /readyz; the blog's answer for the database wins.
         let not_found = axum::routing::any(bloginfer_blog::http::not_found);
         let apis = inference
             .routes_without_probes()
             .merge(blog.routes())
+            .merge(bloginfer_orchestrator::http::routes(orchestrator_api, false))
+            .route("/metrics", metrics)
             // Unknown API paths are JSON 404s, never the web app.
             .route("/api/{*rest}", not_found.clone())
             .route("/v1/{*rest}", not_found);
@@ -132,10 +238,13 @@ pub fn run(threads: usize, args: UpArgs) -> Result<()> {
             );
             apis.fallback(bloginfer_blog::http::not_found)
         };
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
-        eprintln!("bloginfer is up at http://{}", listener.local_addr()?);
+        eprintln!("bloginfer is up at http://{bound}");
+        eprintln!(
+            "admin login: {} / {}  (kept in {})",
+            login.email,
+            login.password,
+            login_file.display()
+        );
         axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(super::aggregator::shutdown_signal())
             .await

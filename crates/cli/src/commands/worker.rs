@@ -13,9 +13,11 @@ pub struct WorkerArgs {
     /// Aggregator base URL.
     #[arg(long, env = "FL_AGGREGATOR_URL")]
     aggregator: String,
-    /// Run token.
-    #[arg(long, env = "FL_RUN_TOKEN", hide_env_values = true)]
-    token: String,
+    #[command(flatten)]
+    token: super::aggregator::RunToken,
+    /// The run this worker belongs to; an aggregator of another run is refused.
+    #[arg(long, env = "FL_RUN_ID")]
+    run_id: Option<String>,
     /// This worker's id (a Kubernetes Indexed Job sets JOB_COMPLETION_INDEX).
     #[arg(long, env = "JOB_COMPLETION_INDEX")]
     worker_id: String,
@@ -34,12 +36,13 @@ pub struct WorkerArgs {
 pub fn run(threads: usize, args: WorkerArgs) -> Result<()> {
     let config = WorkerConfig {
         aggregator: args.aggregator,
-        token: args.token,
+        token: args.token.resolve()?,
         shard: PathBuf::from(args.shard.replace("{id}", &args.worker_id)),
         worker_id: args.worker_id,
         threads,
         max_unreachable: args.max_unreachable,
         fault: args.fault,
+        expected_run: args.run_id,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -1,0 +1,413 @@
+//! The training daemon. It takes "train now" requests (at most one run at a
+//! time, at least `MIN_TRAIN_INTERVAL_SECONDS` apart), and drives each run:
+//! snapshot the training data (the corpus plus accepted feedback) into one
+//! shard per worker, launch the aggregator and the workers (as local processes
+//! or as Kubernetes Jobs), follow the rounds, judge the candidate on the fixed
+//! evaluation split, promote it unless it is worse than the current model by
+//! more than a margin, and roll inference out. Everything is recorded in the
+//! database, so a restarted orchestrator picks its runs up where they were.
+//!
+//! - [`store`]: runs in the database;
+//! - [`snapshot`]: a run's data cut into shard files;
+//! - [`launcher`]: the launcher trait, local processes and Kubernetes Jobs;
+//! - [`runner`]: one run from start to decision;
+//! - [`evaluate`]: judging a candidate;
+//! - [`retention`]: old models and run directories;
+//! - [`http`]: the admin API;
+//! - [`metrics`]: Prometheus metrics.
+
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod evaluate;
+pub mod http;
+pub mod launcher;
+pub mod metrics;
+pub mod retention;
+pub mod runner;
+pub mod snapshot;
+pub mod store;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bloginfer_db::Db;
+use bloginfer_model::data::Example;
+use bloginfer_model::{ModelConfig, Registry};
+use tokio::sync::watch;
+
+pub use error::{OrchestratorError, Result};
+use launcher::{BoxFuture, Launcher};
+use metrics::Metrics;
+use snapshot::FeedbackSample;
+use store::{Run, Status};
+
+/// Where accepted feedback samples come from (the labeler's store).
+pub trait FeedbackSource: Send + Sync {
+    /// The samples accepted for the next run.
+    fn accepted(&self) -> BoxFuture<'_, Result<Vec<FeedbackSample>>>;
+    /// Records that run `run_id` trained on `ids`.
+    fn mark_used<'a>(&'a self, run_id: &'a str, ids: &'a [i64]) -> BoxFuture<'a, Result<()>>;
+}
+
+/// What a run does unless the request says otherwise, and what it may ask for.
+#[derive(Debug, Clone)]
+pub struct RunDefaults {
+    /// Workers.
+    pub workers: u32,
+    /// Rounds.
+    pub rounds: u32,
+    /// Strategy (`fedavg`, `fedsgd`, `fedprox`, `fedavgm`, `fedadam`).
+    pub strategy: String,
+    /// Most workers a request may ask for.
+    pub max_workers: u32,
+    /// Most rounds a request may ask for.
+    pub max_rounds: u32,
+}
+
+impl Default for RunDefaults {
+    fn default() -> Self {
+        Self {
+            workers: 2,
+            rounds: 10,
+            strategy: "fedavg".into(),
+            max_workers: 16,
+            max_rounds: 200,
+        }
+    }
+}
+
+/// Settings of the orchestrator.
+#[derive(Clone)]
+pub struct OrchestratorConfig {
+    /// The model registry (`MODEL_DIR`).
+    pub models_dir: PathBuf,
+    /// Where run directories are written (`RUNS_DIR`; shared with the runs' pods).
+    pub runs_dir: PathBuf,
+    /// Least time between two runs' starts (`MIN_TRAIN_INTERVAL_SECONDS`).
+    pub min_interval: Duration,
+    /// How often an active run is looked at (`TRAIN_POLL_INTERVAL_SECONDS`).
+    pub poll_interval: Duration,
+    /// How often retention runs (`CLEAN_INTERVAL_SECONDS`).
+    pub clean_interval: Duration,
+    /// Run directories older than this are deleted (`MAX_CLIENT_MODEL_AGE_SECONDS`).
+    pub max_run_age: Duration,
+    /// Model versions retention keeps (`KEEP_MODELS`).
+    pub keep_models: usize,
+    /// A candidate may be this much less accurate (a fraction) and still be promoted.
+    pub promotion_margin: f64,
+    /// Run defaults and limits.
+    pub defaults: RunDefaults,
+    /// Architecture of the models trained.
+    pub model: ModelConfig,
+    /// Minimum token count for a run's vocabulary.
+    pub min_count: u64,
+    /// Seed of shard assignment and training.
+    pub seed: u64,
+    /// The corpus's training split.
+    pub corpus: Arc<Vec<Example>>,
+    /// The fixed evaluation split.
+    pub evaluation: Arc<Vec<Example>>,
+    /// More `bloginfer aggregator` flags for every run (tuning).
+    pub aggregator_flags: Vec<String>,
+    /// Threads for evaluating candidates.
+    pub threads: usize,
+}
+
+/// The active run's handle.
+struct Active {
+    id: String,
+    cancel: watch::Sender<bool>,
+}
+
+/// What handlers and run tasks share.
+pub struct Inner {
+    config: OrchestratorConfig,
+    db: Db,
+    registry: Registry,
+    launcher: Arc<dyn Launcher>,
+    feedback: Option<Arc<dyn FeedbackSource>>,
+    metrics: Metrics,
+    active: Mutex<Option<Active>>,
+    /// Serialises the checks and the insert of a new run.
+    trigger: tokio::sync::Mutex<()>,
+    /// Versions that retention must keep (candidates being judged).
+    protected: Mutex<HashMap<String, String>>,
+}
+
+/// The orchestrator, started.
+#[derive(Clone)]
+pub struct Orchestrator {
+    inner: Arc<Inner>,
+}
+
+/// What a training request may set.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingRequest {
+    /// Workers.
+    pub workers: Option<u32>,
+    /// Rounds.
+    pub rounds: Option<u32>,
+    /// Strategy.
+    pub strategy: Option<String>,
+}
+
+/// Why a run was not started.
+#[derive(Debug, thiserror::Error)]
+pub enum TriggerError {
+    /// One is running.
+    #[error("run {0} is still active")]
+    Active(String),
+    /// Too soon after the last start.
+    #[error("the last run started less than the minimum interval ago; retry in {} s", .0.as_secs())]
+    Cooldown(Duration),
+    /// A request field is unusable.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Failed(#[from] OrchestratorError),
+}
+
+/// Why a run was not cancelled.
+#[derive(Debug, thiserror::Error)]
+pub enum CancelError {
+    /// No such run.
+    #[error("no run {0}")]
+    NotFound(String),
+    /// It is over already.
+    #[error("run {0} is over already")]
+    Finished(String),
+    /// The store failed.
+    #[error(transparent)]
+    Failed(#[from] OrchestratorError),
+}
+
+/// Milliseconds since the epoch.
+pub fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn new_run_id() -> String {
+    let stamp = humantime::format_rfc3339_seconds(SystemTime::now())
+        .to_string()
+        .replace([':', '-'], "")
+        .trim_end_matches('Z')
+        .to_lowercase();
+    let suffix: u32 = rand::random();
+    format!("run-{stamp}-{:06x}", suffix & 0xff_ffff)
+}
+
+impl Orchestrator {
+    /// Starts the orchestrator: picks up unfinished runs and starts retention.
+    pub async fn start(
+        config: OrchestratorConfig,
+        db: Db,
+        launcher: Arc<dyn Launcher>,
+        feedback: Option<Arc<dyn FeedbackSource>>,
+    ) -> Result<Self> {
+        std::fs::create_dir_all(&config.runs_dir).map_err(|e| {
+            OrchestratorError::io(format!("cannot create {}", config.runs_dir.display()), e)
+        })?;
+        let registry = Registry::open(&config.models_dir)?;
+        let inner = Arc::new(Inner {
+            config,
+            db,
+            registry,
+            launcher,
+            feedback,
+            metrics: Metrics::new(),
+            active: Mutex::new(None),
+            trigger: tokio::sync::Mutex::new(()),
+            protected: Mutex::new(HashMap::new()),
+        });
+        let orchestrator = Self { inner };
+        orchestrator.reconcile().await?;
+        tokio::spawn(runner::retention_loop(orchestrator.inner.clone()));
+        Ok(orchestrator)
+    }
+
+    /// Picks up runs an earlier orchestrator left unfinished: the newest goes
+    /// on from its phase, any older one is marked failed.
+    async fn reconcile(&self) -> Result<()> {
+        let mut unfinished = store::unfinished(&self.inner.db).await?;
+        let newest = unfinished.pop();
+        for mut stale in unfinished {
+            stale.status = Status::Failed;
+            stale.phase = "failed".into();
+            stale.error = Some("superseded by a newer run while the orchestrator was down".into());
+            stale.finished_at = Some(now_millis());
+            store::save(&self.inner.db, &stale).await?;
+        }
+        if let Some(run) = newest {
+            tracing::info!(run = %run.id, phase = %run.phase, "resuming a run left unfinished");
+            self.spawn(run);
+        }
+        Ok(())
+    }
+
+    fn spawn(&self, run: Run) {
+        let (cancel, cancelled) = watch::channel(false);
+        *self.inner.active.lock().unwrap_or_else(|p| p.into_inner()) = Some(Active {
+            id: run.id.clone(),
+            cancel,
+        });
+        self.inner.metrics.run_active.set(1);
+        tokio::spawn(runner::drive(self.inner.clone(), run, cancelled));
+    }
+
+    /// The active run's id.
+    pub fn active_id(&self) -> Option<String> {
+        self.inner.active_id()
+    }
+
+    /// How long until a new run may start.
+    pub async fn cooldown(&self) -> Result<Duration> {
+        let Some(last) = store::last_created_at(&self.inner.db).await? else {
+            return Ok(Duration::ZERO);
+        };
+        let next = last.saturating_add(self.inner.config.min_interval.as_millis() as i64);
+        Ok(Duration::from_millis(
+            next.saturating_sub(now_millis()).max(0) as u64,
+        ))
+    }
+
+    /// Starts a run for `request`, asked for by `who`; returns its id.
+    pub async fn trigger(
+        &self,
+        request: TrainingRequest,
+        who: &str,
+    ) -> Result<String, TriggerError> {
+        let d = &self.inner.config.defaults;
+        let workers = request.workers.unwrap_or(d.workers);
+        if workers == 0 || workers > d.max_workers {
+            return Err(TriggerError::Invalid {
+                field: "workers",
+                message: format!("must be between 1 and {}", d.max_workers),
+            });
+        }
+        let rounds = request.rounds.unwrap_or(d.rounds);
+        if rounds == 0 || rounds > d.max_rounds {
+            return Err(TriggerError::Invalid {
+                field: "rounds",
+                message: format!("must be between 1 and {}", d.max_rounds),
+            });
+        }
+        let strategy = request.strategy.unwrap_or_else(|| d.strategy.clone());
+        if strategy
+            .parse::<bloginfer_fl::strategy::StrategyKind>()
+            .is_err()
+        {
+            return Err(TriggerError::Invalid {
+                field: "strategy",
+                message: "must be fedavg, fedsgd, fedprox, fedavgm or fedadam".into(),
+            });
+        }
+        let _guard = self.inner.trigger.lock().await;
+        if let Some(id) = self.active_id() {
+            return Err(TriggerError::Active(id));
+        }
+        let wait = self.cooldown().await?;
+        if !wait.is_zero() {
+            return Err(TriggerError::Cooldown(wait));
+        }
+        let run = Run::new(
+            new_run_id(),
+            who.to_string(),
+            self.inner.launcher.name(),
+            strategy,
+            workers,
+            rounds,
+            now_millis(),
+        );
+        store::insert(&self.inner.db, &run).await?;
+        tracing::info!(run = %run.id, by = who, workers, rounds, "training run requested");
+        self.inner.metrics.runs_started.inc();
+        let id = run.id.clone();
+        self.spawn(run);
+        Ok(id)
+    }
+
+    /// Asks run `id` to stop.
+    pub async fn cancel(&self, id: &str) -> Result<(), CancelError> {
+        let run = store::get(&self.inner.db, id)
+            .await?
+            .ok_or_else(|| CancelError::NotFound(id.to_string()))?;
+        if run.status.is_terminal() {
+            return Err(CancelError::Finished(id.to_string()));
+        }
+        let active = self.inner.active.lock().unwrap_or_else(|p| p.into_inner());
+        match active.as_ref() {
+            Some(a) if a.id == id => {
+                let _ = a.cancel.send(true);
+                Ok(())
+            }
+            _ => Err(CancelError::Finished(id.to_string())),
+        }
+    }
+
+    /// The newest runs, newest first.
+    pub async fn runs(&self, limit: i64) -> Result<Vec<Run>> {
+        store::recent(&self.inner.db, limit).await
+    }
+
+    /// The run `id`.
+    pub async fn run(&self, id: &str) -> Result<Option<Run>> {
+        store::get(&self.inner.db, id).await
+    }
+
+    /// The model registry.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// Makes `version` current (a roll back when it is older) and rolls
+    /// inference out to it.
+    pub async fn promote(&self, version: &str) -> Result<()> {
+        self.inner.registry.set_current(version)?;
+        tracing::info!(%version, "promoted by hand");
+        self.inner.launcher.roll_out(version).await
+    }
+
+    /// Whether the database answers.
+    pub async fn ready(&self) -> bool {
+        sqlx::query("SELECT 1")
+            .execute(self.inner.db.read())
+            .await
+            .is_ok()
+    }
+
+    /// Counts a finished request.
+    pub fn count_request(&self, route: String, status: u16) {
+        self.inner
+            .metrics
+            .requests
+            .get_or_create(&metrics::RouteStatus { route, status })
+            .inc();
+    }
+
+    /// The metrics page.
+    pub fn render_metrics(&self) -> String {
+        self.inner.metrics.render()
+    }
+}
+
+impl Inner {
+    fn active_id(&self) -> Option<String> {
+        self.active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|a| a.id.clone())
+    }
+}
