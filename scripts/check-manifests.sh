@@ -113,8 +113,8 @@ ENV = {
 
 ROLE_RULES = sorted([
     (("batch",), ("jobs",), (), ("create", "delete", "get")),
-    (("",), ("services",), (), ("create", "delete", "get")),
-    (("apps",), ("deployments",), ("inference",), ("get", "patch")),
+    (("",), ("services",), (), ("create", "delete")),
+    (("apps",), ("deployments",), ("inference",), ("patch",)),
 ])
 
 

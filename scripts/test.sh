@@ -12,8 +12,16 @@ fi
 # unoptimised), so a cold build compiles the dependency tree once.
 cargo fmt --all -- --check
 log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
+manifests="$(mktemp -d)"
+trap 'rm -rf "$log" "$manifests"' EXIT
 status=0
+
+# The Kubernetes manifests: rendered per overlay and validated against the
+# Kubernetes 1.33 schemas here; the Rust test crates/cli/tests/manifests.rs
+# then checks the rendered objects' invariants.
+bash scripts/check-manifests.sh "$manifests" 2>&1 | tee -a "$log" || status=$?
+export BLOGINFER_MANIFESTS_DIR="$manifests"
+
 cargo test --workspace --release --locked --lib --bins --tests 2>&1 | tee "$log" || status=$?
 
 # The web app's unit tests (vitest), from the lock file.
@@ -32,6 +40,7 @@ fi
 # One closing line over all test binaries (cargo prints one per binary, vitest one in all).
 sed 's/\x1b\[[0-9;]*m//g' "$log" | awk '
     /^test result:/ { p += $4; f += $6 }
+    /^manifests:/ { p += $2; f += $4 }
     /^ *Tests +[0-9]/ { for (i = 2; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
     END { printf "tests: %d passed, %d failed\n", p, f }' | sed 's/;//g'
 exit "$status"

@@ -4,8 +4,10 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod support;
 
 use bloginfer_model::checkpoint::Checkpoint;
 use bloginfer_model::{ModelConfig, Registry, SentimentModel, TrainingMetadata};
@@ -13,23 +15,14 @@ use bloginfer_text::VocabBuilder;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde_json::Value;
+use support::{Proc, BIN};
 
-const BIN: &str = env!("CARGO_BIN_EXE_bloginfer");
 const TEXTS: [&str; 4] = [
     "这家酒店干净整洁，服务也很热情，下次还会再来",
     "质量太差了，用了两天就坏了，非常失望",
     "物流很快，包装完好，好评",
     "一般般",
 ];
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn publish(models: &Path) -> String {
     let corpus = bloginfer_model::data::bundled_corpus();
@@ -93,22 +86,8 @@ fn start(models: &Path, dir: &Path) -> (Proc, SocketAddr) {
 }
 
 fn post(addr: SocketAddr, path: &str, body: &str) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(addr)?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes())?;
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw)?;
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    Ok((status, body.to_string()))
+    let answer = support::request(addr, "POST", path, None, Some(body))?;
+    Ok((answer.status, answer.body))
 }
 
 #[test]

@@ -89,8 +89,23 @@ impl Registry {
     pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
         let versions = root.join("versions");
-        std::fs::create_dir_all(&versions)
-            .map_err(|e| ModelError::io(format!("creating {}", versions.display()), e))?;
+        match std::fs::create_dir_all(&versions) {
+            Ok(()) => {}
+            // A reader on a read-only volume that the writer has not filled yet
+            // (inference starting before the first model exists): it sees an
+            // empty registry until the folder appears.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied
+                ) => {}
+            Err(e) => {
+                return Err(ModelError::io(
+                    format!("creating {}", versions.display()),
+                    e,
+                ))
+            }
+        }
         Ok(Self { root })
     }
 
@@ -161,8 +176,11 @@ impl Registry {
     /// Version ids, oldest first.
     pub fn versions(&self) -> Result<Vec<String>> {
         let dir = self.root.join("versions");
-        let entries = std::fs::read_dir(&dir)
-            .map_err(|e| ModelError::io(format!("listing {}", dir.display()), e))?;
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(ModelError::io(format!("listing {}", dir.display()), e)),
+        };
         let mut ids: Vec<String> = entries
             .filter_map(|e| e.ok())
             .filter_map(|e| {

@@ -281,3 +281,14 @@ fn folded_inference_equals_the_fused_op_for_every_pooling_and_direction() {
         }
     }
 }
+
+#[test]
+fn a_registry_whose_folder_is_not_there_yet_reads_as_empty() {
+    // A reader (inference) may open the registry before the writer made it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let registry = Registry::open(dir.path().join("models")).expect("open");
+    std::fs::remove_dir_all(dir.path().join("models")).expect("remove");
+    assert_eq!(registry.versions().expect("versions"), Vec::<String>::new());
+    assert!(registry.list().expect("list").is_empty());
+    assert_eq!(registry.current().expect("current"), None);
+}

@@ -158,13 +158,15 @@ export interface TrainingSummary {
   error: string | null
 }
 
+/** One round of a run; round 0 is the initial model (no training loss yet),
+ * and the validation fields are null when the aggregator has no validation split. */
 export interface RoundMetrics {
   round: number
   clients: number
-  train_loss: number
-  val_loss: number
-  val_accuracy: number
-  val_macro_f1: number
+  train_loss: number | null
+  val_loss: number | null
+  val_accuracy: number | null
+  val_macro_f1: number | null
   seconds: number
 }
 

@@ -91,6 +91,22 @@ describe('run detail', () => {
     expect(wrapper.find('[data-testid="cancel-run"]').exists()).toBe(true)
   })
 
+  it('shows round 0 (the initial model, no training loss yet) as a row with dashes', async () => {
+    const run = training({
+      status: 'running',
+      round_metrics: [
+        { round: 0, clients: 0, train_loss: null, val_loss: 0.69, val_accuracy: 0.51, val_macro_f1: 0.43, seconds: 0 },
+        { round: 1, clients: 2, train_loss: 0.61, val_loss: 0.52, val_accuracy: 0.76, val_macro_f1: 0.75, seconds: 12.5 },
+      ],
+    })
+    const { wrapper } = await mountApp(RunDetail, { props: { run } })
+    const rows = wrapper.findAll('[data-testid="round-table"] tbody tr')
+    expect(rows).toHaveLength(2)
+    expect(rows[0].text()).toContain('–')
+    expect(rows[0].text()).toContain('51.0%')
+    expect(rows[1].text()).toContain('0.6100')
+  })
+
   it('offers no cancel for a finished run and shows its error', async () => {
     const { wrapper } = await mountApp(RunDetail, { props: { run: training({ status: 'failed', error: 'worker w1 crashed' }) } })
     expect(wrapper.find('[data-testid="cancel-run"]').exists()).toBe(false)

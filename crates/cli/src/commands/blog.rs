@@ -28,7 +28,15 @@ pub struct BlogArgs {
     /// Password for the database user, put into `--database-url` (from a secret).
     #[arg(long, env = "DATABASE_PASSWORD", hide_env_values = true)]
     database_password: Option<String>,
-    /// File holding the JWT signing secret (at least 32 bytes); `JWT_SECRET` may hold it instead.
+    /// The JWT signing secret (at least 32 bytes; from a Kubernetes Secret).
+    #[arg(
+        long,
+        env = "JWT_SECRET",
+        hide_env_values = true,
+        conflicts_with = "jwt_secret_file"
+    )]
+    jwt_secret: Option<String>,
+    /// File holding the JWT signing secret, instead of `--jwt-secret`.
     #[arg(long, env = "JWT_SECRET_FILE")]
     jwt_secret_file: Option<PathBuf>,
     /// This address becomes an admin when it registers (the first user always does).
@@ -77,16 +85,16 @@ impl BlogArgs {
     }
 }
 
-/// The JWT secret: from a file, from `JWT_SECRET`, or generated once into
-/// `fallback` (mode 0600) for single-process use.
-pub fn jwt_secret(file: Option<&Path>, fallback: &Path) -> Result<Vec<u8>> {
+/// The JWT secret: given, from a file, or generated once into `fallback`
+/// (mode 0600) for single-process use.
+pub fn jwt_secret(value: Option<&str>, file: Option<&Path>, fallback: &Path) -> Result<Vec<u8>> {
+    if let Some(secret) = value {
+        return Ok(secret.trim().as_bytes().to_vec());
+    }
     if let Some(path) = file {
         let secret =
             std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         return Ok(secret.trim_ascii().to_vec());
-    }
-    if let Ok(secret) = std::env::var("JWT_SECRET") {
-        return Ok(secret.trim().as_bytes().to_vec());
     }
     if let Ok(secret) = std::fs::read(fallback) {
         return Ok(secret.trim_ascii().to_vec());
@@ -126,6 +134,7 @@ pub fn ensure_sqlite_dir(database_url: &str) {
 /// Runs `bloginfer blog`.
 pub fn run(args: BlogArgs) -> Result<()> {
     let secret = jwt_secret(
+        args.jwt_secret.as_deref(),
         args.jwt_secret_file.as_deref(),
         Path::new("./var/jwt-secret"),
     )?;

@@ -157,7 +157,7 @@ pub fn run(threads: usize, args: UpArgs) -> Result<()> {
         let inference = InferService::start(config)?;
         inference.reload_now().await;
         let _reloader = inference.spawn_reloader();
-        let secret = super::blog::jwt_secret(None, &args.data_dir.join("jwt-secret"))?;
+        let secret = super::blog::jwt_secret(None, None, &args.data_dir.join("jwt-secret"))?;
         let database = args.data_dir.join("blog.db");
         let blog = Blog::start(BlogConfig {
             database_url: format!("sqlite://{}", database.display()),
