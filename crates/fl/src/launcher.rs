@@ -161,7 +161,13 @@ fn spawn(exe: &Path, args: &[String], log: std::fs::File, token: &str) -> Result
         .map_err(|e| FlError::io(format!("cannot start {}", exe.display()), e))
 }
 
-async fn wait_for_addr(path: &Path, aggregator: &mut Child) -> Result<String> {
+/// Waits for a starting aggregator to write its bound address to `path`;
+/// fails if it exits first or takes longer than `patience`.
+pub async fn wait_for_addr(
+    path: &Path,
+    aggregator: &mut Child,
+    patience: Duration,
+) -> Result<String> {
     let start = Instant::now();
     loop {
         if let Ok(addr) = std::fs::read_to_string(path) {
@@ -174,10 +180,11 @@ async fn wait_for_addr(path: &Path, aggregator: &mut Child) -> Result<String> {
                 "the aggregator exited at start-up ({status}); see its log"
             )));
         }
-        if start.elapsed() > Duration::from_secs(60) {
-            return Err(FlError::Process(
-                "the aggregator did not start within 60 s".into(),
-            ));
+        if start.elapsed() > patience {
+            return Err(FlError::Process(format!(
+                "the aggregator did not start within {} s",
+                patience.as_secs()
+            )));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -226,7 +233,7 @@ pub async fn launch(plan: &Launch, progress: &mut dyn LaunchProgress) -> Result<
         &plan.token,
     )?;
     let addr = tokio::select! {
-        addr = wait_for_addr(&addr_file, &mut aggregator) => addr?,
+        addr = wait_for_addr(&addr_file, &mut aggregator, Duration::from_secs(60)) => addr?,
         _ = tokio::signal::ctrl_c() => return Err(FlError::Interrupted),
     };
     let url = format!("http://{addr}");

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::process::{Child, Command};
@@ -36,10 +36,6 @@ pub struct LocalLauncher {
     worker_threads: usize,
     aggregator_threads: usize,
     children: Mutex<HashMap<String, Children>>,
-}
-
-fn launch_error(message: impl Into<String>) -> OrchestratorError {
-    OrchestratorError::Launch(message.into())
 }
 
 impl LocalLauncher {
@@ -102,7 +98,12 @@ impl LocalLauncher {
         let mut aggregator = self.spawn(&args, &dir.join("aggregator.log"))?;
         let url = format!(
             "http://{}",
-            wait_for_addr(&addr_file, &mut aggregator).await?
+            bloginfer_fl::launcher::wait_for_addr(
+                &addr_file,
+                &mut aggregator,
+                Duration::from_secs(120)
+            )
+            .await?
         );
         let mut workers = Vec::with_capacity(plan.workers);
         for i in 0..plan.workers {
@@ -131,26 +132,6 @@ impl LocalLauncher {
             },
         );
         Ok(handle)
-    }
-}
-
-async fn wait_for_addr(path: &Path, aggregator: &mut Child) -> Result<String> {
-    let start = Instant::now();
-    loop {
-        if let Ok(addr) = std::fs::read_to_string(path) {
-            if !addr.trim().is_empty() {
-                return Ok(addr.trim().to_string());
-            }
-        }
-        if let Ok(Some(status)) = aggregator.try_wait() {
-            return Err(launch_error(format!(
-                "the aggregator exited at start-up ({status}); see aggregator.log"
-            )));
-        }
-        if start.elapsed() > Duration::from_secs(120) {
-            return Err(launch_error("the aggregator did not start within 120 s"));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
