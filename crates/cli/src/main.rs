@@ -37,7 +37,7 @@ enum Command {
     /// Predict the sentiment of texts.
     Predict(commands::predict::PredictArgs),
     /// Run the whole system in one process: inference and the web app on one listener.
-    Up(commands::up::UpArgs),
+    Up(Box<commands::up::UpArgs>),
     /// Serve the blog API (RealWorld Conduit) on SQLite or MySQL.
     Blog(Box<commands::blog::BlogArgs>),
     /// Serve sentiment predictions over HTTP (micro-batched, hot-reloading).
@@ -76,7 +76,7 @@ fn main() -> ExitCode {
         Command::Train(args) => commands::train::run(&cli.models_dir, cli.threads, args),
         Command::Eval(args) => commands::eval::run(&cli.models_dir, args),
         Command::Predict(args) => commands::predict::run(&cli.models_dir, args),
-        Command::Up(args) => commands::up::run(cli.threads, args),
+        Command::Up(args) => commands::up::run(cli.threads, *args),
         Command::Blog(args) => commands::blog::run(*args),
         Command::Infer(args) => commands::infer::run(&cli.models_dir, *args),
         Command::Aggregator(args) => commands::aggregator::run(&cli.models_dir, cli.threads, *args),

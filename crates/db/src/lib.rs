@@ -54,6 +54,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "training runs",
         include_str!("../migrations/sqlite/0003_training_runs.sql"),
     ),
+    (
+        4,
+        "training samples",
+        include_str!("../migrations/sqlite/0004_training_samples.sql"),
+    ),
 ];
 const MYSQL: &[(i64, &str, &str)] = &[
     (
@@ -70,6 +75,11 @@ const MYSQL: &[(i64, &str, &str)] = &[
         3,
         "training runs",
         include_str!("../migrations/mysql/0003_training_runs.sql"),
+    ),
+    (
+        4,
+        "training samples",
+        include_str!("../migrations/mysql/0004_training_samples.sql"),
     ),
 ];
 

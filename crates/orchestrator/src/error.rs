@@ -12,6 +12,9 @@ pub enum OrchestratorError {
     /// Preparing or reading federated-run files failed.
     #[error("federated run: {0}")]
     Fl(#[from] bloginfer_fl::FlError),
+    /// The feedback loop's store failed.
+    #[error("feedback: {0}")]
+    Feedback(#[from] bloginfer_labeler::LabelerError),
     /// A launcher could not start, follow or stop a run.
     #[error("launcher: {0}")]
     Launch(String),

@@ -9,6 +9,7 @@
 //!
 //! - [`store`]: runs in the database;
 //! - [`snapshot`]: a run's data cut into shard files;
+//! - [`feedback`]: the labeler's accepted samples selected for a run;
 //! - [`launcher`]: the launcher trait, local processes and Kubernetes Jobs;
 //! - [`runner`]: one run from start to decision;
 //! - [`evaluate`]: judging a candidate;
@@ -20,6 +21,7 @@
 
 pub mod error;
 pub mod evaluate;
+pub mod feedback;
 pub mod http;
 pub mod launcher;
 pub mod metrics;
@@ -34,23 +36,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bloginfer_db::Db;
+use bloginfer_labeler::Labeler;
 use bloginfer_model::data::Example;
 use bloginfer_model::{ModelConfig, Registry};
 use tokio::sync::watch;
 
 pub use error::{OrchestratorError, Result};
-use launcher::{BoxFuture, Launcher};
+use launcher::Launcher;
 use metrics::Metrics;
-use snapshot::FeedbackSample;
 use store::{Run, Status};
-
-/// Where accepted feedback samples come from (the labeler's store).
-pub trait FeedbackSource: Send + Sync {
-    /// The samples accepted for the next run.
-    fn accepted(&self) -> BoxFuture<'_, Result<Vec<FeedbackSample>>>;
-    /// Records that run `run_id` trained on `ids`.
-    fn mark_used<'a>(&'a self, run_id: &'a str, ids: &'a [i64]) -> BoxFuture<'a, Result<()>>;
-}
 
 /// What a run does unless the request says otherwise, and what it may ask for.
 #[derive(Debug, Clone)]
@@ -128,7 +122,7 @@ pub struct Inner {
     db: Db,
     registry: Registry,
     launcher: Arc<dyn Launcher>,
-    feedback: Option<Arc<dyn FeedbackSource>>,
+    labeler: Option<Arc<Labeler>>,
     metrics: Metrics,
     active: Mutex<Option<Active>>,
     /// Serialises the checks and the insert of a new run.
@@ -214,7 +208,7 @@ impl Orchestrator {
         config: OrchestratorConfig,
         db: Db,
         launcher: Arc<dyn Launcher>,
-        feedback: Option<Arc<dyn FeedbackSource>>,
+        labeler: Option<Arc<Labeler>>,
     ) -> Result<Self> {
         std::fs::create_dir_all(&config.runs_dir).map_err(|e| {
             OrchestratorError::io(format!("cannot create {}", config.runs_dir.display()), e)
@@ -225,7 +219,7 @@ impl Orchestrator {
             db,
             registry,
             launcher,
-            feedback,
+            labeler,
             metrics: Metrics::new(),
             active: Mutex::new(None),
             trigger: tokio::sync::Mutex::new(()),
@@ -396,9 +390,33 @@ impl Orchestrator {
             .inc();
     }
 
-    /// The metrics page.
+    /// The feedback loop, when it runs here.
+    pub fn labeler(&self) -> Option<&Arc<Labeler>> {
+        self.inner.labeler.as_ref()
+    }
+
+    /// What the next run would take of the feedback, and what it would leave out.
+    pub async fn feedback_preview(&self) -> Result<Option<bloginfer_labeler::Selection>> {
+        match &self.inner.labeler {
+            Some(labeler) => Ok(Some(
+                feedback::select(labeler, &self.inner.config.corpus)
+                    .await?
+                    .1,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// The metrics page (the labeler's metrics too, when it runs here).
     pub fn render_metrics(&self) -> String {
-        self.inner.metrics.render()
+        let own = self.inner.metrics.render();
+        match &self.inner.labeler {
+            Some(labeler) => {
+                let own = own.trim_end().trim_end_matches("# EOF").trim_end();
+                format!("{own}\n{}", labeler.metrics().render())
+            }
+            None => own,
+        }
     }
 }
 

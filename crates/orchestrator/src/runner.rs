@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use crate::error::{OrchestratorError, Result};
 use crate::evaluate;
+use crate::feedback;
 use crate::launcher::{Observed, RunPlan};
 use crate::metrics::Metrics;
 use crate::snapshot::{self, Inputs, RunPaths};
@@ -163,8 +164,12 @@ async fn phases(
 }
 
 async fn take_snapshot(inner: &Inner, run: &mut Run) -> Result<(), Stop> {
-    let feedback = match &inner.feedback {
-        Some(source) => source.accepted().await?,
+    let feedback = match &inner.labeler {
+        Some(labeler) => {
+            let (samples, selection) = feedback::select(labeler, &inner.config.corpus).await?;
+            tracing::info!(run = %run.id, selected = samples.len(), dropped = ?selection.dropped, "feedback selected");
+            samples
+        }
         None => Vec::new(),
     };
     let dir = dir_of(inner, run);
@@ -189,8 +194,12 @@ async fn take_snapshot(inner: &Inner, run: &mut Run) -> Result<(), Stop> {
     })
     .await
     .map_err(|e| Stop::Failed(format!("snapshot task failed: {e}")))??;
-    if let Some(source) = &inner.feedback {
-        source.mark_used(&run.id, &snap.feedback_ids).await?;
+    if let Some(labeler) = &inner.labeler {
+        labeler
+            .store()
+            .mark_used(&run.id, &snap.feedback_ids)
+            .await
+            .map_err(|e| Stop::Failed(format!("cannot record the feedback used: {e}")))?;
     }
     run.worker_samples = snap.worker_samples;
     run.train_samples = snap.train_samples;

@@ -279,9 +279,12 @@ async fn correct(
         return Err(ApiError::Forbidden);
     }
     let score = if label == "positive" { 1.0 } else { 0.0 };
+    // `label_state = NULL` hands the comment back to the labeler, which turns
+    // the correction into a human training sample over any weak label.
     sqlx::query(
         "UPDATE comments SET sentiment_label = ?, sentiment_score = ?, sentiment_model_version = NULL, \
-         sentiment_source = 'human', updated_at = ? WHERE id = ?",
+         sentiment_source = 'human', updated_at = ?, label_state = NULL, label_attempts = 0, \
+         label_after = NULL WHERE id = ?",
     )
     .bind(&label)
     .bind(score)

@@ -61,6 +61,25 @@ impl ModelArgs {
         config.validate().map_err(anyhow::Error::msg)?;
         Ok(config)
     }
+
+    /// The flags again, for a child `bloginfer fl run`.
+    pub fn to_flags(&self) -> Vec<String> {
+        let mut flags = vec![
+            format!("--min-count={}", self.min_count),
+            format!("--vocab-size={}", self.vocab_size),
+            format!("--embed-dim={}", self.embed_dim),
+            format!("--hidden-dim={}", self.hidden_dim),
+            format!("--pooling={}", self.pooling),
+            format!("--dropout={}", self.dropout),
+            format!("--embed-dropout={}", self.embed_dropout),
+            format!("--granularity={}", self.granularity),
+            format!("--max-len={}", self.max_len),
+        ];
+        if self.bidirectional {
+            flags.push("--bidirectional".into());
+        }
+        flags
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -6,6 +6,7 @@ pub mod blog;
 pub mod eval;
 pub mod fl;
 pub mod infer;
+pub mod labeler;
 pub mod models;
 pub mod orchestrator;
 pub mod predict;

@@ -1,5 +1,6 @@
 //! `bloginfer orchestrator`: the training daemon. It serves the admin API
-//! (`/v1/trainings`, `/v1/models`), runs trainings with the local launcher
+//! (`/v1/trainings`, `/v1/models`, `/v1/feedback`), runs the labeler of the
+//! feedback loop, runs trainings with the local launcher
 //! (child processes) or the Kubernetes launcher (Jobs), and keeps the model
 //! registry tidy. `bloginfer up` builds the same thing with the local launcher.
 
@@ -205,6 +206,8 @@ pub struct OrchestratorArgs {
     training: TrainingArgs,
     #[command(flatten)]
     model: ModelArgs,
+    #[command(flatten)]
+    feedback: super::labeler::LabelerArgs,
 }
 
 /// The run shape: `workers` and `rounds` by default, the limits of requests.
@@ -269,8 +272,11 @@ pub fn run(models_dir: &Path, threads: usize, args: OrchestratorArgs) -> Result<
         if args.admin_token.as_deref().is_none_or(str::is_empty) && args.blog_url.is_none() {
             tracing::warn!("neither ADMIN_TOKEN nor BLOG_URL is set: nobody can use the API");
         }
+        let labeler = args.feedback.build(db.clone(), models_dir)?;
         let orchestrator =
-            bloginfer_orchestrator::Orchestrator::start(config, db, launcher, None).await?;
+            bloginfer_orchestrator::Orchestrator::start(config, db, launcher, labeler.clone())
+                .await?;
+        let _labelling = labeler.map(|l| l.spawn());
         let state = Arc::new(ApiState {
             orchestrator,
             auth: AdminAuth::new(args.admin_token.clone(), args.blog_url.clone()),

@@ -1,7 +1,8 @@
 //! `bloginfer up`: the all-in-one process on one listener. It serves the blog
 //! API (`/api/...`, SQLite under the data dir), inference (`/v1/sentiment...`),
 //! the orchestrator with the local launcher (`/v1/trainings...`,
-//! `/v1/models...`), one `/metrics` page for all three, and the built web app.
+//! `/v1/models...`, `/v1/feedback...`) and the labeler of the feedback loop,
+//! one `/metrics` page for all of them, and the built web app.
 //! With no model yet it first trains one by a local federated run. It keeps
 //! a generated admin login in `<data dir>/admin-login.txt` (mode 0600).
 
@@ -17,7 +18,6 @@ use axum::response::IntoResponse;
 use bloginfer_blog::admin::AdminLogin;
 use bloginfer_blog::{Blog, BlogConfig};
 use bloginfer_infer::{BatchConfig, InferConfig, InferService};
-use bloginfer_model::config::{ModelConfig, TrainConfig};
 use bloginfer_model::Registry;
 use bloginfer_orchestrator::http::{AdminAuth, ApiState};
 use bloginfer_orchestrator::Orchestrator;
@@ -36,6 +36,9 @@ pub struct UpArgs {
     /// The built web app (`npm run build` in web/).
     #[arg(long, env = "BLOGINFER_WEB_DIR", default_value = "web/dist")]
     web_dir: PathBuf,
+    /// Write the bound address here once listening (useful with port 0).
+    #[arg(long)]
+    addr_file: Option<PathBuf>,
     /// Workers of the first federated run, when there is no model yet.
     #[arg(long, default_value_t = 2)]
     workers: usize,
@@ -44,6 +47,10 @@ pub struct UpArgs {
     rounds: u32,
     #[command(flatten)]
     training: super::orchestrator::TrainingArgs,
+    #[command(flatten)]
+    model: super::args::ModelArgs,
+    #[command(flatten)]
+    feedback: super::labeler::LabelerArgs,
 }
 
 const ADMIN_LOGIN_FILE: &str = "admin-login.txt";
@@ -116,6 +123,15 @@ fn train_first_model(models: &Path, args: &UpArgs, threads: usize) -> Result<()>
             "--rounds",
             &args.rounds.to_string(),
         ])
+        .args(args.model.to_flags())
+        .args(args.training.train_limit.map(|n| format!("--limit={n}")))
+        .args(
+            args.training
+                .train_data
+                .iter()
+                .flat_map(|p| [std::ffi::OsString::from("--data"), p.into()]),
+        )
+        .args(&args.training.aggregator_flags)
         .arg("--work-dir")
         .arg(args.data_dir.join("fl").join("first-model"))
         .stdout(std::process::Stdio::null())
@@ -157,6 +173,12 @@ pub fn run(threads: usize, args: UpArgs) -> Result<()> {
         let inference = InferService::start(config)?;
         inference.reload_now().await;
         let _reloader = inference.spawn_reloader();
+        // Bound first: the blog reaches inference, and the orchestrator the
+        // blog, at this very address (which port 0 only tells once bound).
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let bound = listener.local_addr()?;
         let secret = super::blog::jwt_secret(None, None, &args.data_dir.join("jwt-secret"))?;
         let database = args.data_dir.join("blog.db");
         let blog = Blog::start(BlogConfig {
@@ -166,7 +188,7 @@ pub fn run(threads: usize, args: UpArgs) -> Result<()> {
             redis_url: None,
             redis_prefix: String::new(),
             // Inference is served by this same process, on this same listener.
-            inference_url: Some(format!("http://{}", args.listen)),
+            inference_url: Some(format!("http://{bound}")),
             inference_timeout: Duration::from_millis(300),
             backfill_interval: Duration::from_secs(5),
             page_cache: true,
@@ -183,15 +205,14 @@ pub fn run(threads: usize, args: UpArgs) -> Result<()> {
             &models,
             &runs_dir,
             super::orchestrator::run_defaults(args.workers as u32, args.rounds),
-            (ModelConfig::default(), TrainConfig::default().min_count),
+            (args.model.config()?, args.model.min_count),
             threads,
         )?;
         let launcher = super::orchestrator::local_launcher(threads)?;
-        let orchestrator = Orchestrator::start(config, blog.db(), launcher, None).await?;
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
-        let bound = listener.local_addr()?;
+        let labeler = args.feedback.build(blog.db(), &models)?;
+        let orchestrator =
+            Orchestrator::start(config, blog.db(), launcher, labeler.clone()).await?;
+        let _labelling = labeler.map(|l| l.spawn());
         // Admin sessions are the blog's, on this same listener.
         let orchestrator_api = Arc::new(ApiState {
             orchestrator: orchestrator.clone(),
@@ -238,6 +259,10 @@ pub fn run(threads: usize, args: UpArgs) -> Result<()> {
             );
             apis.fallback(bloginfer_blog::http::not_found)
         };
+        if let Some(path) = &args.addr_file {
+            std::fs::write(path, bound.to_string())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
         eprintln!("bloginfer is up at http://{bound}");
         eprintln!(
             "admin login: {} / {}  (kept in {})",

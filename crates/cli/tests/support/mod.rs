@@ -36,6 +36,16 @@ impl Drop for Proc {
 /// Starts `bloginfer <args>` with its output in `log`, and waits until it
 /// writes its bound address to `addr_file` (which `args` must name).
 pub fn spawn_listening(args: &[String], addr_file: &Path, log: &Path) -> (Proc, SocketAddr) {
+    spawn_listening_with(args, &[], addr_file, log)
+}
+
+/// [`spawn_listening`] with extra environment variables.
+pub fn spawn_listening_with(
+    args: &[String],
+    envs: &[(&str, String)],
+    addr_file: &Path,
+    log: &Path,
+) -> (Proc, SocketAddr) {
     let _ = std::fs::remove_file(addr_file);
     let out = std::fs::OpenOptions::new()
         .create(true)
@@ -47,7 +57,9 @@ pub fn spawn_listening(args: &[String], addr_file: &Path, log: &Path) -> (Proc, 
         .env_remove("PORT")
         .env_remove("HOST")
         .env_remove("DATABASE_URL")
+        .env_remove("LLM_BASE_URL")
         .env("RUST_LOG", "info")
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null())
         .stdout(out.try_clone().expect("log file"))
         .stderr(out)

@@ -1,4 +1,4 @@
-//! The admin API (`/v1/trainings`, `/v1/models`) and the probes. Every `/v1`
+//! The admin API (`/v1/trainings`, `/v1/models`, `/v1/feedback`) and the probes. Every `/v1`
 //! call needs an admin: the admin token (`Authorization: Bearer <token>`), or a
 //! blog session of an admin user (`Authorization: Token <jwt>`, checked by
 //! asking the blog's `GET /api/user`, so sessions and roles stay the blog's).
@@ -15,6 +15,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::json;
+
+mod feedback;
 
 use crate::store::{RoundMetric, Run, WorkerSamples};
 use crate::{CancelError, Orchestrator, TrainingRequest, TriggerError};
@@ -191,7 +193,8 @@ pub fn routes(state: Arc<ApiState>, with_probes: bool) -> Router {
         .route("/v1/trainings/{id}", get(show))
         .route("/v1/trainings/{id}/cancel", post(cancel))
         .route("/v1/models", get(models))
-        .route("/v1/models/{version}/promote", post(promote));
+        .route("/v1/models/{version}/promote", post(promote))
+        .merge(feedback::router());
     if with_probes {
         router = router
             .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))

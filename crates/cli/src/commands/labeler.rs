@@ -1,0 +1,142 @@
+//! The feedback loop's flags (shared by `bloginfer orchestrator` and `up`,
+//! which run the labeler beside the training daemon) and its construction.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use bloginfer_db::Db;
+use bloginfer_labeler::{FeedbackPolicy, Labeler, LabelerConfig, LlmConfig, Thresholds};
+use bloginfer_model::Registry;
+use clap::Args;
+
+/// Weak labels for new comments: the LLM, the fallback, and what may be trained on.
+#[derive(Args, Clone)]
+pub struct LabelerArgs {
+    /// Run the labeler in this process.
+    #[arg(long, env = "LABELER_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub labeler: bool,
+    /// Base URL of an OpenAI-compatible Chat Completions API (`https://api.openai.com/v1`,
+    /// vLLM's or Ollama's `http://host:port/v1`); unset: the model's own confident
+    /// predictions become `pseudo` labels.
+    #[arg(long, env = "LLM_BASE_URL")]
+    pub llm_base_url: Option<String>,
+    /// The LLM's model name.
+    #[arg(long, env = "LLM_MODEL")]
+    pub llm_model: Option<String>,
+    /// The LLM API key (a Bearer token; self-hosted servers may need none).
+    #[arg(long, env = "LLM_API_KEY", hide_env_values = true)]
+    pub llm_api_key: Option<String>,
+    /// Time limit of one LLM request, in seconds.
+    #[arg(long, env = "LLM_TIMEOUT_SECONDS", default_value_t = 30.0)]
+    pub llm_timeout_seconds: f64,
+    /// Retries of a failed LLM request (429, 5xx, timeouts).
+    #[arg(long, env = "LLM_MAX_RETRIES", default_value_t = 3)]
+    pub llm_max_retries: u32,
+    /// Global limit of LLM requests a minute (0: none).
+    #[arg(long, env = "LLM_REQUESTS_PER_MINUTE", default_value_t = 60.0)]
+    pub llm_requests_per_minute: f64,
+    /// Comments labelled per LLM request.
+    #[arg(long, env = "LLM_BATCH_SIZE", default_value_t = 8)]
+    pub llm_batch_size: usize,
+    /// Ask for JSON mode (`response_format`); turn off for servers that refuse it.
+    #[arg(long, env = "LLM_JSON_MODE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub llm_json_mode: bool,
+    /// Least confidence of an LLM label to be trained on.
+    #[arg(long, env = "FEEDBACK_MIN_CONFIDENCE_LLM", default_value_t = FeedbackPolicy::default().min_confidence.llm)]
+    pub feedback_min_confidence_llm: f64,
+    /// Least confidence of the model's own prediction to become a pseudo label.
+    #[arg(long, env = "FEEDBACK_MIN_CONFIDENCE_PSEUDO", default_value_t = FeedbackPolicy::default().min_confidence.pseudo)]
+    pub feedback_min_confidence_pseudo: f64,
+    /// Hold LLM labels that a confident model contradicts for review.
+    #[arg(long, env = "FEEDBACK_HOLD_DISAGREEMENTS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub feedback_hold_disagreements: bool,
+    /// How sure the model must be for its contrary view to hold an LLM label.
+    #[arg(long, env = "FEEDBACK_DISAGREEMENT_CONFIDENCE", default_value_t = FeedbackPolicy::default().disagreement_confidence)]
+    pub feedback_disagreement_confidence: f64,
+    /// Most feedback samples one author contributes to a run (0: no cap).
+    #[arg(long, env = "FEEDBACK_MAX_PER_AUTHOR", default_value_t = FeedbackPolicy::default().max_per_author)]
+    pub feedback_max_per_author: usize,
+    /// Feedback may not push the larger class past this many times the smaller (0: off).
+    #[arg(long, env = "FEEDBACK_MAX_CLASS_RATIO", default_value_t = FeedbackPolicy::default().max_class_ratio)]
+    pub feedback_max_class_ratio: f64,
+    /// How often the labeler looks for new comments, in seconds.
+    #[arg(long, env = "LABELER_POLL_INTERVAL_SECONDS", default_value_t = 1.0)]
+    pub labeler_poll_interval_seconds: f64,
+    /// Attempts at labelling a comment before it is given up on.
+    #[arg(long, env = "LABELER_MAX_ATTEMPTS", default_value_t = 5)]
+    pub labeler_max_attempts: u32,
+    /// Delay before retrying a failed comment, in seconds (doubles each attempt).
+    #[arg(long, env = "LABELER_RETRY_SECONDS", default_value_t = 30.0)]
+    pub labeler_retry_seconds: f64,
+}
+
+fn seconds(value: f64, name: &str) -> Result<Duration> {
+    anyhow::ensure!(
+        value.is_finite() && value > 0.0,
+        "{name} must be a positive number of seconds"
+    );
+    Ok(Duration::from_secs_f64(value))
+}
+
+impl LabelerArgs {
+    /// The LLM settings, when an LLM is configured.
+    fn llm(&self) -> Result<Option<LlmConfig>> {
+        let Some(base_url) = self
+            .llm_base_url
+            .as_deref()
+            .filter(|u| !u.trim().is_empty())
+        else {
+            return Ok(None);
+        };
+        let model = self
+            .llm_model
+            .as_deref()
+            .filter(|m| !m.trim().is_empty())
+            .ok_or_else(|| anyhow::anyhow!("LLM_BASE_URL is set but LLM_MODEL is not"))?;
+        Ok(Some(LlmConfig {
+            api_key: self.llm_api_key.clone().filter(|k| !k.is_empty()),
+            timeout: seconds(self.llm_timeout_seconds, "LLM_TIMEOUT_SECONDS")?,
+            max_retries: self.llm_max_retries,
+            requests_per_minute: self.llm_requests_per_minute,
+            batch_size: self.llm_batch_size,
+            json_mode: self.llm_json_mode,
+            ..LlmConfig::new(base_url.trim(), model.trim())
+        }))
+    }
+
+    /// The labeler over `db`, following the registry at `models_dir`; `None` when disabled.
+    pub fn build(&self, db: Db, models_dir: &Path) -> Result<Option<Arc<Labeler>>> {
+        if !self.labeler {
+            return Ok(None);
+        }
+        let config = LabelerConfig {
+            policy: FeedbackPolicy {
+                min_confidence: Thresholds {
+                    llm: self.feedback_min_confidence_llm,
+                    pseudo: self.feedback_min_confidence_pseudo,
+                    human: 0.0,
+                },
+                hold_disagreements: self.feedback_hold_disagreements,
+                disagreement_confidence: self.feedback_disagreement_confidence,
+                max_per_author: self.feedback_max_per_author,
+                max_class_ratio: self.feedback_max_class_ratio,
+            },
+            poll_interval: seconds(
+                self.labeler_poll_interval_seconds,
+                "LABELER_POLL_INTERVAL_SECONDS",
+            )?,
+            max_attempts: self.labeler_max_attempts,
+            retry_delay: seconds(self.labeler_retry_seconds, "LABELER_RETRY_SECONDS")?,
+            ..LabelerConfig::default()
+        };
+        let llm = self.llm()?;
+        match &llm {
+            Some(c) => tracing::info!(base_url = %c.base_url, model = %c.model, "labeler: weak labels from the LLM"),
+            None => tracing::info!("labeler: no LLM_BASE_URL, so weak labels are the model's own confident predictions (pseudo)"),
+        }
+        let labeler = Labeler::new(db, Registry::open(models_dir)?, llm, config)?;
+        Ok(Some(Arc::new(labeler)))
+    }
+}

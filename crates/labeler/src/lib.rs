@@ -1,0 +1,45 @@
+//! The feedback loop. New comments are weakly labelled by a large language
+//! model over the OpenAI-compatible Chat Completions API (or, with none
+//! configured, by the current model's own confident predictions, marked
+//! `pseudo`); human corrections from the blog override weak labels. Texts are
+//! masked (emails, phone numbers, URLs) before they are stored or sent
+//! anywhere, deduplicated by their normalised hash, judged by a policy, and
+//! kept in `training_samples`, from which the orchestrator selects the next
+//! run's feedback.
+//!
+//! - [`pii`]: masking of personal data;
+//! - [`sample`]: labels, sources, statuses;
+//! - [`llm`]: the Chat Completions client (strict parsing, retries, rate limit);
+//! - [`ratelimit`]: the one rate limit of LLM calls;
+//! - [`opinion`]: the current model's view of a text;
+//! - [`policy`]: what may be trained on, and the selection of a run's feedback;
+//! - [`store`]: samples and the labelling queue in the database;
+//! - [`labeler`]: the background task tying them together;
+//! - [`metrics`]: Prometheus metrics.
+
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod labeler;
+pub mod llm;
+pub mod metrics;
+pub mod opinion;
+pub mod pii;
+pub mod policy;
+pub mod ratelimit;
+pub mod sample;
+pub mod store;
+
+pub use error::LabelerError;
+pub use labeler::{Labeler, LabelerConfig, Pass};
+pub use llm::{LlmClient, LlmConfig, LlmError};
+pub use policy::{Candidate, FeedbackPolicy, Selection, Thresholds};
+pub use sample::{Sentiment, Source, Status, Verdict};
+pub use store::{Review, SampleStore, Stats, StoredSample};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

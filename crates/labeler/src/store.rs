@@ -1,0 +1,634 @@
+//! Training samples in the database (`training_samples`) and the comments
+//! waiting for a label (`comments.label_state IS NULL`). One sample per
+//! normalised text: a new label replaces a stored one only when its source
+//! ranks higher (human over LLM over pseudo), so a human correction always
+//! wins and a weak label never overwrites it.
+
+use std::collections::BTreeMap;
+
+use bloginfer_db::Db;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use crate::error::LabelerError;
+use crate::policy::Candidate;
+use crate::sample::{ModelView, Sentiment, Source, Status, Verdict};
+
+type Result<T, E = LabelerError> = std::result::Result<T, E>;
+
+/// The key that deduplicates samples: SHA-256 (hex) of the masked text
+/// normalised the way the model reads it (full-width folded, lower-cased),
+/// without whitespace (which carries nothing in Chinese).
+pub fn text_hash(masked: &str) -> String {
+    let normalized: String = bloginfer_text::normalize(masked)
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let digest = Sha256::digest(normalized.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The shard key of an author's samples: all of one author's comments train on one worker.
+pub fn shard_key(author_id: i64) -> String {
+    format!("user:{author_id}")
+}
+
+/// A comment waiting for a label.
+#[derive(Debug, Clone)]
+pub struct PendingComment {
+    /// Comment id.
+    pub id: i64,
+    /// Its text, unmasked.
+    pub body: String,
+    /// Its author.
+    pub author_id: i64,
+    /// The sentiment shown on it, when a human set it.
+    pub human_label: Option<Sentiment>,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// Its `updated_at`: the comment changed (a correction) when this did.
+    pub version: i64,
+}
+
+/// A label to store.
+#[derive(Debug, Clone)]
+pub struct NewSample<'a> {
+    /// The masked text.
+    pub text: &'a str,
+    /// Its [`text_hash`].
+    pub hash: &'a str,
+    /// The label.
+    pub verdict: &'a Verdict,
+    /// Who labelled it.
+    pub source: Source,
+    /// The labeler: LLM model name, `model:<version>` or `human`.
+    pub labeler: &'a str,
+    /// What the model thought.
+    pub model: Option<&'a ModelView>,
+    /// Accepted, held or rejected.
+    pub status: Status,
+    /// Why not accepted.
+    pub status_reason: Option<&'a str>,
+    /// The comment.
+    pub comment_id: i64,
+    /// Its author.
+    pub author_id: i64,
+}
+
+/// What storing a label did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// A new sample.
+    Inserted(i64),
+    /// The text's sample now carries this label.
+    Replaced(i64),
+    /// The text's sample has a label at least as strong; unchanged.
+    Kept(i64),
+    /// The comment changed meanwhile (a correction); nothing stored, it is pending again.
+    Stale,
+}
+
+/// How a comment's labelling ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommentState {
+    /// Its label is a sample.
+    Labeled,
+    /// Its text was a sample already.
+    Duplicate,
+    /// Given up after the last attempt.
+    Failed,
+}
+
+impl CommentState {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Labeled => "labeled",
+            Self::Duplicate => "duplicate",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// A stored sample, as the review API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredSample {
+    /// Id.
+    pub id: i64,
+    /// Masked text.
+    pub text: String,
+    /// `positive`, `negative` or `neutral`.
+    pub label: Sentiment,
+    /// `llm`, `pseudo` or `human`.
+    pub source: Source,
+    /// How sure the labeler was.
+    pub confidence: f64,
+    /// LLM model name, `model:<version>` or `human`.
+    pub labeler: String,
+    /// Topics (LLM).
+    pub topics: Vec<String>,
+    /// Reason (LLM).
+    pub reason: Option<String>,
+    /// The model's label when it was labelled.
+    pub model_label: Option<String>,
+    /// The model's probability of positive.
+    pub model_score: Option<f64>,
+    /// The model version.
+    pub model_version: Option<String>,
+    /// `accepted`, `review` or `rejected`.
+    pub status: Status,
+    /// Why not accepted.
+    pub status_reason: Option<String>,
+    /// The comment it came from.
+    pub comment_id: Option<i64>,
+    /// Its author.
+    pub author_id: Option<i64>,
+    /// Which worker shard it trains on.
+    pub shard_key: String,
+    /// Milliseconds since the epoch.
+    pub created_at: i64,
+    /// Milliseconds since the epoch.
+    pub updated_at: i64,
+    /// The last run that trained on it.
+    pub used_by_run: Option<String>,
+    /// When that run took it.
+    pub used_at: Option<i64>,
+}
+
+/// An accepted sample with its text, for a run.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    /// As selection sees it.
+    pub candidate: Candidate,
+    /// The masked text.
+    pub text: String,
+}
+
+/// Counts for the dashboard.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Stats {
+    /// All samples.
+    pub total: u64,
+    /// By source.
+    pub by_source: BTreeMap<String, u64>,
+    /// By label.
+    pub by_label: BTreeMap<String, u64>,
+    /// By status.
+    pub by_status: BTreeMap<String, u64>,
+    /// Every (source, label, status) with its count.
+    pub breakdown: Vec<StatsRow>,
+    /// Samples some run trained on.
+    pub used: u64,
+    /// Comments by labelling state (`pending`, `labeled`, `duplicate`, `failed`).
+    pub comments: BTreeMap<String, u64>,
+}
+
+/// One (source, label, status) count.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatsRow {
+    /// Source.
+    pub source: String,
+    /// Label.
+    pub label: String,
+    /// Status.
+    pub status: String,
+    /// Count.
+    pub count: u64,
+}
+
+/// An admin's decision on a sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Review {
+    /// Train on it as labelled.
+    Accept,
+    /// Train on it with this label (becomes a human label).
+    Relabel(Sentiment),
+    /// Never train on it.
+    Reject,
+}
+
+const SAMPLE_COLUMNS: &str = "id, text, label, source, confidence, labeler, topics, reason, model_label, model_score, \
+     model_version, status, status_reason, comment_id, author_id, shard_key, created_at, updated_at, used_by_run, used_at";
+
+fn corrupt(what: &str, value: &str) -> LabelerError {
+    LabelerError::Corrupt(format!("{what} {value:?}"))
+}
+
+fn text(row: &AnyRow, column: &str) -> Result<String> {
+    Ok(bloginfer_db::text(row, column)?.unwrap_or_default())
+}
+
+fn sample(row: &AnyRow) -> Result<StoredSample> {
+    let label: String = row.try_get("label")?;
+    let source: String = row.try_get("source")?;
+    let status: String = row.try_get("status")?;
+    Ok(StoredSample {
+        id: row.try_get("id")?,
+        text: text(row, "text")?,
+        label: Sentiment::parse(&label).ok_or_else(|| corrupt("label", &label))?,
+        source: Source::parse(&source).ok_or_else(|| corrupt("source", &source))?,
+        confidence: row.try_get("confidence")?,
+        labeler: row.try_get("labeler")?,
+        topics: serde_json::from_str(&text(row, "topics")?).unwrap_or_default(),
+        reason: bloginfer_db::text(row, "reason")?,
+        model_label: row.try_get("model_label")?,
+        model_score: row.try_get("model_score")?,
+        model_version: row.try_get("model_version")?,
+        status: Status::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+        status_reason: row.try_get("status_reason")?,
+        comment_id: row.try_get("comment_id")?,
+        author_id: row.try_get("author_id")?,
+        shard_key: row.try_get("shard_key")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        used_by_run: row.try_get("used_by_run")?,
+        used_at: row.try_get("used_at")?,
+    })
+}
+
+/// The samples and the labelling queue.
+#[derive(Clone)]
+pub struct SampleStore {
+    db: Db,
+}
+
+impl SampleStore {
+    /// The store in `db` (migrated by [`bloginfer_db::connect`]).
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    /// Up to `limit` comments waiting for a label whose retry time has come, oldest first.
+    pub async fn pending(&self, now: i64, limit: i64) -> Result<Vec<PendingComment>> {
+        let rows = sqlx::query(
+            "SELECT id, body, author_id, sentiment_label, sentiment_source, label_attempts, updated_at \
+             FROM comments WHERE label_state IS NULL AND (label_after IS NULL OR label_after <= ?) \
+             ORDER BY id LIMIT ?",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(self.db.read())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let source: Option<String> = row.try_get("sentiment_source")?;
+                let label: Option<String> = row.try_get("sentiment_label")?;
+                let human_label = match source.as_deref() {
+                    Some("human") => label.as_deref().and_then(Sentiment::parse),
+                    _ => None,
+                };
+                Ok(PendingComment {
+                    id: row.try_get("id")?,
+                    body: text(row, "body")?,
+                    author_id: row.try_get("author_id")?,
+                    human_label,
+                    attempts: row.try_get::<i64, _>("label_attempts")?.clamp(0, 1000) as u32,
+                    version: row.try_get("updated_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Comments waiting for a label (retries included).
+    pub async fn pending_count(&self) -> Result<u64> {
+        let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM comments WHERE label_state IS NULL")
+            .fetch_one(self.db.read())
+            .await?
+            .try_get("n")?;
+        Ok(n.max(0) as u64)
+    }
+
+    /// The source of the sample stored for `hash`, if any.
+    pub async fn source_of(&self, hash: &str) -> Result<Option<Source>> {
+        let row = sqlx::query("SELECT source FROM training_samples WHERE text_hash = ?")
+            .bind(hash)
+            .fetch_optional(self.db.read())
+            .await?;
+        row.map(|r| {
+            let s: String = r.try_get("source")?;
+            Source::parse(&s).ok_or_else(|| corrupt("source", &s))
+        })
+        .transpose()
+    }
+
+    /// Stores `new` for `comment` and marks the comment labelled (or a
+    /// duplicate, when the text's sample keeps a stronger label), in one
+    /// transaction, unless the comment changed since it was read.
+    pub async fn store(&self, comment: &PendingComment, new: &NewSample<'_>) -> Result<Stored> {
+        let mut tx = self.db.write().begin().await?;
+        let existing = sqlx::query("SELECT id, source FROM training_samples WHERE text_hash = ?")
+            .bind(new.hash)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let now = crate::now_millis();
+        let v = new.verdict;
+        let topics = serde_json::to_string(&v.topics).unwrap_or_else(|_| "[]".into());
+        let (model_label, model_score, model_version) = match new.model {
+            Some(m) => (
+                Some(m.sentiment().as_str()),
+                Some(m.p_positive),
+                Some(m.version.as_str()),
+            ),
+            None => (None, None, None),
+        };
+        let stored = match existing {
+            None => {
+                let sql = self.db.returning_id(
+                    "INSERT INTO training_samples (text, text_hash, label, source, confidence, labeler, topics, \
+                     reason, model_label, model_score, model_version, status, status_reason, comment_id, \
+                     author_id, shard_key, created_at, updated_at) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                );
+                let query = sqlx::query(&sql)
+                    .bind(new.text)
+                    .bind(new.hash)
+                    .bind(v.sentiment.as_str())
+                    .bind(new.source.as_str())
+                    .bind(v.confidence)
+                    .bind(new.labeler)
+                    .bind(topics)
+                    .bind(v.reason.clone())
+                    .bind(model_label)
+                    .bind(model_score)
+                    .bind(model_version)
+                    .bind(new.status.as_str())
+                    .bind(new.status_reason)
+                    .bind(new.comment_id)
+                    .bind(new.author_id)
+                    .bind(shard_key(new.author_id))
+                    .bind(now)
+                    .bind(now);
+                Stored::Inserted(self.db.insert(query, &mut *tx).await?)
+            }
+            Some(row) => {
+                let id: i64 = row.try_get("id")?;
+                let source: String = row.try_get("source")?;
+                let old = Source::parse(&source).ok_or_else(|| corrupt("source", &source))?;
+                if new.source > old || new.source == Source::Human {
+                    sqlx::query(
+                        "UPDATE training_samples SET text = ?, label = ?, source = ?, confidence = ?, labeler = ?, \
+                         topics = ?, reason = ?, model_label = ?, model_score = ?, model_version = ?, status = ?, \
+                         status_reason = ?, comment_id = ?, author_id = ?, shard_key = ?, updated_at = ? WHERE id = ?",
+                    )
+                    .bind(new.text)
+                    .bind(v.sentiment.as_str())
+                    .bind(new.source.as_str())
+                    .bind(v.confidence)
+                    .bind(new.labeler)
+                    .bind(topics)
+                    .bind(v.reason.clone())
+                    .bind(model_label)
+                    .bind(model_score)
+                    .bind(model_version)
+                    .bind(new.status.as_str())
+                    .bind(new.status_reason)
+                    .bind(new.comment_id)
+                    .bind(new.author_id)
+                    .bind(shard_key(new.author_id))
+                    .bind(now)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                    Stored::Replaced(id)
+                } else {
+                    Stored::Kept(id)
+                }
+            }
+        };
+        let state = match stored {
+            Stored::Kept(_) => CommentState::Duplicate,
+            _ => CommentState::Labeled,
+        };
+        if !finish_comment(&mut tx, comment, state).await? {
+            tx.rollback().await?;
+            return Ok(Stored::Stale);
+        }
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    /// Ends `comment`'s labelling without a new sample (a duplicate, or given up).
+    pub async fn finish(&self, comment: &PendingComment, state: CommentState) -> Result<bool> {
+        let mut tx = self.db.write().begin().await?;
+        let done = finish_comment(&mut tx, comment, state).await?;
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    /// Counts a failed attempt and sets when to try again.
+    pub async fn retry_later(
+        &self,
+        comment: &PendingComment,
+        at: i64,
+        count_attempt: bool,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE comments SET label_attempts = label_attempts + ?, label_after = ? \
+             WHERE id = ? AND label_state IS NULL AND updated_at = ?",
+        )
+        .bind(i64::from(count_attempt))
+        .bind(at)
+        .bind(comment.id)
+        .bind(comment.version)
+        .execute(self.db.write())
+        .await?;
+        Ok(())
+    }
+
+    /// Counts for the dashboard.
+    pub async fn stats(&self) -> Result<Stats> {
+        let mut stats = Stats::default();
+        let rows = sqlx::query(
+            "SELECT source, label, status, COUNT(*) AS n FROM training_samples GROUP BY source, label, status \
+             ORDER BY source, label, status",
+        )
+        .fetch_all(self.db.read())
+        .await?;
+        for row in &rows {
+            let (source, label, status): (String, String, String) = (
+                row.try_get("source")?,
+                row.try_get("label")?,
+                row.try_get("status")?,
+            );
+            let n = row.try_get::<i64, _>("n")?.max(0) as u64;
+            stats.total += n;
+            *stats.by_source.entry(source.clone()).or_default() += n;
+            *stats.by_label.entry(label.clone()).or_default() += n;
+            *stats.by_status.entry(status.clone()).or_default() += n;
+            stats.breakdown.push(StatsRow {
+                source,
+                label,
+                status,
+                count: n,
+            });
+        }
+        for source in Source::ALL {
+            stats.by_source.entry(source.as_str().into()).or_default();
+        }
+        for status in Status::ALL {
+            stats.by_status.entry(status.as_str().into()).or_default();
+        }
+        stats.used =
+            sqlx::query("SELECT COUNT(*) AS n FROM training_samples WHERE used_by_run IS NOT NULL")
+                .fetch_one(self.db.read())
+                .await?
+                .try_get::<i64, _>("n")?
+                .max(0) as u64;
+        let rows =
+            sqlx::query("SELECT label_state, COUNT(*) AS n FROM comments GROUP BY label_state")
+                .fetch_all(self.db.read())
+                .await?;
+        for state in ["pending", "labeled", "duplicate", "failed"] {
+            stats.comments.insert(state.into(), 0);
+        }
+        for row in &rows {
+            let state: Option<String> = row.try_get("label_state")?;
+            let n = row.try_get::<i64, _>("n")?.max(0) as u64;
+            *stats
+                .comments
+                .entry(state.unwrap_or_else(|| "pending".into()))
+                .or_default() += n;
+        }
+        Ok(stats)
+    }
+
+    /// Samples, newest first, with `status` if given; and how many there are in all.
+    pub async fn list(
+        &self,
+        status: Option<Status>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(u64, Vec<StoredSample>)> {
+        let filter = if status.is_some() {
+            " WHERE status = ?"
+        } else {
+            ""
+        };
+        let count_sql = format!("SELECT COUNT(*) AS n FROM training_samples{filter}");
+        let mut count = sqlx::query(&count_sql);
+        let list_sql = format!(
+            "SELECT {SAMPLE_COLUMNS} FROM training_samples{filter} ORDER BY id DESC LIMIT ? OFFSET ?"
+        );
+        let mut list = sqlx::query(&list_sql);
+        if let Some(status) = status {
+            count = count.bind(status.as_str());
+            list = list.bind(status.as_str());
+        }
+        let total: i64 = count.fetch_one(self.db.read()).await?.try_get("n")?;
+        let rows = list
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(self.db.read())
+            .await?;
+        let samples = rows.iter().map(sample).collect::<Result<Vec<_>>>()?;
+        Ok((total.max(0) as u64, samples))
+    }
+
+    /// One sample.
+    pub async fn get(&self, id: i64) -> Result<Option<StoredSample>> {
+        let sql = format!("SELECT {SAMPLE_COLUMNS} FROM training_samples WHERE id = ?");
+        sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(self.db.read())
+            .await?
+            .as_ref()
+            .map(sample)
+            .transpose()
+    }
+
+    /// Applies an admin's decision; `None` when there is no such sample.
+    pub async fn review(
+        &self,
+        id: i64,
+        decision: Review,
+        by: &str,
+    ) -> Result<Option<StoredSample>> {
+        let now = crate::now_millis();
+        let query = match decision {
+            Review::Accept => sqlx::query(
+                "UPDATE training_samples SET status = 'accepted', status_reason = 'reviewed', updated_at = ? WHERE id = ?",
+            )
+            .bind(now)
+            .bind(id),
+            Review::Reject => sqlx::query(
+                "UPDATE training_samples SET status = 'rejected', status_reason = 'reviewed', updated_at = ? WHERE id = ?",
+            )
+            .bind(now)
+            .bind(id),
+            Review::Relabel(label) => sqlx::query(
+                "UPDATE training_samples SET status = 'accepted', status_reason = 'reviewed', label = ?, \
+                 source = 'human', confidence = 1.0, labeler = ?, updated_at = ? WHERE id = ?",
+            )
+            .bind(label.as_str())
+            .bind(format!("review:{by}"))
+            .bind(now)
+            .bind(id),
+        };
+        query.execute(self.db.write()).await?;
+        self.get(id).await
+    }
+
+    /// Every accepted sample, with its text.
+    pub async fn accepted(&self) -> Result<Vec<Accepted>> {
+        let rows = sqlx::query(
+            "SELECT id, text, label, source, confidence, shard_key, created_at FROM training_samples \
+             WHERE status = 'accepted' ORDER BY id",
+        )
+        .fetch_all(self.db.read())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let label: String = row.try_get("label")?;
+                let source: String = row.try_get("source")?;
+                Ok(Accepted {
+                    candidate: Candidate {
+                        id: row.try_get("id")?,
+                        sentiment: Sentiment::parse(&label)
+                            .ok_or_else(|| corrupt("label", &label))?,
+                        source: Source::parse(&source).ok_or_else(|| corrupt("source", &source))?,
+                        confidence: row.try_get("confidence")?,
+                        shard_key: row.try_get("shard_key")?,
+                        created_at: row.try_get("created_at")?,
+                    },
+                    text: text(row, "text")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Records that run `run_id` trained on `ids`.
+    pub async fn mark_used(&self, run_id: &str, ids: &[i64]) -> Result<()> {
+        let now = crate::now_millis();
+        for chunk in ids.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let sql = format!(
+                "UPDATE training_samples SET used_by_run = ?, used_at = ? WHERE id IN ({marks})"
+            );
+            let mut query = sqlx::query(&sql).bind(run_id).bind(now);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            query.execute(self.db.write()).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Sets the comment's labelling state unless it changed since it was read.
+async fn finish_comment(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    comment: &PendingComment,
+    state: CommentState,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE comments SET label_state = ?, label_after = NULL WHERE id = ? AND label_state IS NULL AND updated_at = ?",
+    )
+    .bind(state.as_str())
+    .bind(comment.id)
+    .bind(comment.version)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(done == 1)
+}

@@ -1,0 +1,287 @@
+//! What bloginfer's tests share: a database per test ([`TestDb`], on SQLite
+//! or MariaDB, and [`on_both_databases!`] to run a suite on each), and peers
+//! that cannot run for real here.
+//!
+//! [`ChatServer`] is an OpenAI-compatible Chat Completions endpoint
+//! (`POST /v1/chat/completions`) on a loopback port. By default it answers
+//! the labeler's prompts properly, judging each comment by a small sentiment
+//! lexicon; a queue of [`Behaviour`]s makes the next requests misbehave
+//! (malformed JSON, a wrong schema, 429 with `Retry-After`, 5xx, slowness).
+//! Every request is recorded for the test to inspect.
+
+#![warn(missing_docs)]
+
+mod db;
+
+pub use db::{unique, TestDb};
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+/// How the server answers one request.
+#[derive(Debug, Clone)]
+pub enum Behaviour {
+    /// A proper answer from the lexicon.
+    Answer,
+    /// A proper answer, after a pause.
+    Slow(Duration),
+    /// This message content, as is.
+    Content(String),
+    /// Every comment gets this label and confidence.
+    Label(&'static str, f64),
+    /// This status with a small JSON error body, and `Retry-After` when given.
+    Status(u16, Option<String>),
+}
+
+/// One request the server saw.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// When it arrived.
+    pub at: Instant,
+    /// The `Authorization` header.
+    pub authorization: Option<String>,
+    /// The JSON body.
+    pub body: Value,
+}
+
+impl Seen {
+    /// The comments this request asked about, in order.
+    pub fn comments(&self) -> Vec<String> {
+        comments_of(&self.body)
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    script: VecDeque<Behaviour>,
+    fallback: Option<Behaviour>,
+    seen: Vec<Seen>,
+}
+
+/// A Chat Completions server on 127.0.0.1, alive as long as this value.
+pub struct ChatServer {
+    addr: SocketAddr,
+    shared: Arc<Mutex<Shared>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+const POSITIVE: &[&str] = &[
+    "好评", "很好", "不错", "满意", "喜欢", "推荐", "干净", "热情", "完美", "棒", "赞", "快",
+    "值得",
+];
+const NEGATIVE: &[&str] = &[
+    "差", "坏", "失望", "垃圾", "糟糕", "退货", "难用", "后悔", "不好", "慢", "骗", "烂",
+];
+
+/// The lexicon's label of `text`: (sentiment, confidence, topics).
+pub fn lexicon(text: &str) -> (&'static str, f64, Vec<&'static str>) {
+    let hits = |words: &[&'static str]| -> Vec<&'static str> {
+        words.iter().copied().filter(|w| text.contains(w)).collect()
+    };
+    let (pos, neg) = (hits(POSITIVE), hits(NEGATIVE));
+    match (pos.len(), neg.len()) {
+        (0, 0) => ("neutral", 0.6, vec![]),
+        (p, n) if n >= p => ("negative", 0.9, neg),
+        _ => ("positive", 0.9, pos),
+    }
+}
+
+/// The comment texts in a request built by the labeler's prompt.
+fn comments_of(body: &Value) -> Vec<String> {
+    let user = body["messages"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["role"] == "user"))
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or_default();
+    if let Some(list) = user.strip_prefix("Comments:\n") {
+        let items: Vec<Value> = serde_json::from_str(list).unwrap_or_default();
+        items
+            .iter()
+            .map(|i| i["text"].as_str().unwrap_or_default().to_string())
+            .collect()
+    } else if let Some(one) = user.strip_prefix("Comment:\n") {
+        vec![one.to_string()]
+    } else {
+        Vec::new()
+    }
+}
+
+fn label_json(text: &str, forced: Option<(&'static str, f64)>) -> Value {
+    let (sentiment, confidence, topics) = lexicon(text);
+    let (sentiment, confidence) = forced.unwrap_or((sentiment, confidence));
+    json!({
+        "sentiment": sentiment,
+        "confidence": confidence,
+        "topics": topics,
+        "reason": format!("lexicon: {sentiment}"),
+    })
+}
+
+fn content_for(body: &Value, forced: Option<(&'static str, f64)>) -> String {
+    let comments = comments_of(body);
+    if comments.len() == 1 {
+        return label_json(&comments[0], forced).to_string();
+    }
+    let labels: Vec<Value> = comments
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            let mut label = label_json(text, forced);
+            label["id"] = json!(i + 1);
+            label
+        })
+        .collect();
+    json!({ "labels": labels }).to_string()
+}
+
+fn completion(content: String) -> Response {
+    Json(json!({
+        "id": "chatcmpl-test",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "mock",
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": content},
+            "finish_reason": "stop",
+        }],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }))
+    .into_response()
+}
+
+async fn chat(
+    State(shared): State<Arc<Mutex<Shared>>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let behaviour = {
+        let mut s = shared.lock().unwrap_or_else(|p| p.into_inner());
+        s.seen.push(Seen {
+            at: Instant::now(),
+            authorization: headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            body: body.clone(),
+        });
+        s.script
+            .pop_front()
+            .or_else(|| s.fallback.clone())
+            .unwrap_or(Behaviour::Answer)
+    };
+    match behaviour {
+        Behaviour::Answer => completion(content_for(&body, None)),
+        Behaviour::Slow(pause) => {
+            tokio::time::sleep(pause).await;
+            completion(content_for(&body, None))
+        }
+        Behaviour::Content(content) => completion(content),
+        Behaviour::Label(sentiment, confidence) => {
+            completion(content_for(&body, Some((sentiment, confidence))))
+        }
+        Behaviour::Status(code, retry_after) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let body = Json(json!({"error": {"message": "scripted failure", "code": code}}));
+            match retry_after {
+                Some(value) => (status, [("retry-after", value)], body).into_response(),
+                None => (status, body).into_response(),
+            }
+        }
+    }
+}
+
+async fn serve() -> (
+    SocketAddr,
+    Arc<Mutex<Shared>>,
+    impl std::future::Future<Output = ()>,
+) {
+    let shared = Arc::new(Mutex::new(Shared::default()));
+    let app = Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .with_state(shared.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port");
+    let addr = listener.local_addr().expect("local address");
+    let run = async move {
+        let _ = axum::serve(listener, app).await;
+    };
+    (addr, shared, run)
+}
+
+impl ChatServer {
+    /// Starts a server on a free loopback port (inside a Tokio runtime).
+    pub async fn start() -> Self {
+        let (addr, shared, run) = serve().await;
+        Self {
+            addr,
+            shared,
+            task: Some(tokio::spawn(run)),
+        }
+    }
+
+    /// Starts a server on its own thread and runtime, for tests without one;
+    /// it serves until the test process ends.
+    pub fn start_in_background() -> Self {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let (addr, shared, run) = serve().await;
+                let _ = tx.send((addr, shared));
+                run.await;
+            });
+        });
+        let (addr, shared) = rx.recv().expect("the mock server started");
+        Self {
+            addr,
+            shared,
+            task: None,
+        }
+    }
+
+    /// The base URL to configure (`LLM_BASE_URL`).
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// The next requests are answered so, in order.
+    pub fn script(&self, behaviours: impl IntoIterator<Item = Behaviour>) {
+        self.lock().script.extend(behaviours);
+    }
+
+    /// Once the script is used up, answer so (default: [`Behaviour::Answer`]).
+    pub fn always(&self, behaviour: Behaviour) {
+        self.lock().fallback = Some(behaviour);
+    }
+
+    /// The requests seen so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.lock().seen.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for ChatServer {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
