@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Builds bloginfer and runs it: trains a model by a local federated run on the
-# bundled corpus (an aggregator and two worker processes on loopback; skipped when
-# the registry already has a current model) and shows its evaluation on the
-# fixed validation split. Extra arguments go to `bloginfer fl run`.
+# Builds the web app and bloginfer, then runs the whole system in one process:
+# `bloginfer up` serves the blog, inference, the training orchestrator, the labeler
+# and the web app at http://127.0.0.1:8080, with SQLite and models under ./var. On the
+# first start it trains a model by a local federated run over the bundled corpus (an
+# aggregator and two worker processes on loopback, about 2-3 minutes on 2 cores) and
+# prints a generated admin login. Extra arguments go to `bloginfer up` (for example
+# --listen 0.0.0.0:8080, --data-dir DIR, --rounds 5); LLM_BASE_URL and LLM_MODEL turn
+# on LLM labelling of new comments (docs/feedback.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,13 +14,17 @@ if ! command -v cargo >/dev/null 2>&1; then
     echo "cargo not found: install Rust from your package manager or rustup first" >&2
     exit 1
 fi
-
-cargo build --release --locked -p bloginfer-cli
-bin="${CARGO_TARGET_DIR:-target}/release/bloginfer"
-export MODEL_DIR="${MODEL_DIR:-./var/models}"
-
-if [ -z "$("$bin" models list --json | grep -o '"current": true' || true)" ] || [ "$#" -gt 0 ]; then
-    "$bin" fl run "$@"
+if ! command -v npm >/dev/null 2>&1; then
+    echo "npm not found: install Node.js 20 or newer" >&2
+    exit 1
 fi
-"$bin" eval
-"$bin" predict "这家酒店干净整洁，服务也很热情，下次还会再来" "质量太差了，用了两天就坏了，非常失望"
+
+(
+    cd web
+    if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+        npm ci --no-audit --no-fund --loglevel=error
+    fi
+    npm run build --silent
+)
+cargo build --release --locked -p bloginfer-cli
+exec "${CARGO_TARGET_DIR:-target}/release/bloginfer" up --web-dir web/dist "$@"

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Runs the whole test suite. Everything it needs is checked or installed here.
+# Runs the whole test suite: the Kubernetes manifests, the Rust tests (with MariaDB and
+# Redis on loopback), the web app's unit tests and the end-to-end browser tests.
+# Everything it needs is checked or installed here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,7 +24,7 @@ status=0
 bash scripts/check-manifests.sh "$manifests" 2>&1 | tee -a "$log" || status=$?
 export BLOGINFER_MANIFESTS_DIR="$manifests"
 
-cargo test --workspace --release --locked --lib --bins --tests 2>&1 | tee "$log" || status=$?
+cargo test --workspace --release --locked --lib --bins --tests 2>&1 | tee -a "$log" || status=$?
 
 # The web app's unit tests (vitest), from the lock file.
 if ! command -v npm >/dev/null 2>&1; then
@@ -37,10 +39,16 @@ fi
     npx vitest run --reporter=default 2>&1
 ) | tee -a "$log" || status=$?
 
+# End to end in a real browser: Debian's chromium (installed here when missing) driven
+# by playwright-core against `bloginfer up` with a fresh data dir; screenshots go to
+# var/e2e-artifacts/.
+BLOGINFER_BIN="${CARGO_TARGET_DIR:-target}/release/bloginfer" bash scripts/e2e.sh 2>&1 | tee -a "$log" || status=$?
+
 # One closing line over all test binaries (cargo prints one per binary, vitest one in all).
 sed 's/\x1b\[[0-9;]*m//g' "$log" | awk '
     /^test result:/ { p += $4; f += $6 }
     /^manifests:/ { p += $2; f += $4 }
+    /^e2e: [0-9]+ passed/ { p += $2; f += $4 }
     /^ *Tests +[0-9]/ { for (i = 2; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
     END { printf "tests: %d passed, %d failed\n", p, f }' | sed 's/;//g'
 exit "$status"

@@ -90,6 +90,9 @@ describe('dashboard layout (admin endpoints stubbed as web/API.md has them)', ()
         await page.goto('/dashboard')
         for (const id of ['loss-chart', 'accuracy-chart', 'worker-samples-chart']) await page.locator(`canvas${byTestId(id)}`).waitFor()
         await page.locator(byTestId('version-row')).nth(2).waitFor()
+        // The review list under the feedback panel, with the stub's three held samples.
+        await page.locator(byTestId('review-row')).nth(2).waitFor()
+        await page.locator(byTestId('feedback-next-run')).waitFor()
         assert.equal(await page.locator(byTestId('training-run-row')).count(), 3)
         assert.equal(await page.locator(byTestId('train-button')).isDisabled(), true, 'a run is active')
 

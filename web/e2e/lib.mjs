@@ -162,7 +162,7 @@ export async function horizontalOverflow(page) {
 }
 
 /**
- * Answers the admin endpoints (`/v1/trainings...`, `/v1/models`, `/v1/feedback/stats`) in
+ * Answers the admin endpoints (`/v1/trainings...`, `/v1/models`, `/v1/feedback/...`) in
  * `context` with fixed data shaped as web/API.md says, and marks the signed-in user as an
  * admin. For looking at the dashboard's layout while the orchestrator does not exist; the
  * blog API and inference stay real.
@@ -197,12 +197,36 @@ export async function stubOrchestrator(context, { currentVersion } = {}) {
     { version: '20261130T215703551Z-dd35798f', created_at: iso(-50000), method: 'central', accuracy: 0.841, macro_f1: 0.8399, current: false },
     { version: '20261129T101500000Z-0a0b0c0d', created_at: iso(-150000), method: 'federated', accuracy: 0.7912, macro_f1: 0.789, current: false },
   ]
-  const feedback = {
+  // Three LLM labels held for review, each against a confident model; decisions remove them.
+  const sample = (id, text, label, confidence, modelScore, topics, reason) => ({
+    id, text, label, source: 'llm', confidence, labeler: 'qwen2.5-7b-instruct', topics, reason,
+    model_label: modelScore >= 0.5 ? 'positive' : 'negative', model_score: modelScore, model_version: current,
+    status: 'review', status_reason: 'disagreement', comment_id: 500 + id, author_id: 3 + (id % 2), shard_key: `user:${3 + (id % 2)}`,
+    created_at: iso(3600 + id * 60), updated_at: iso(3600 + id * 60), used_by_run: null, used_at: null,
+  })
+  let held = [
+    sample(41, '服务员态度还行吧，就是上菜太慢了，等了快一个小时，联系 <phone> 也没人接。', 'negative', 0.82, 0.91, ['service', 'waiting time'], 'Complains about a long wait and unanswered calls.'),
+    sample(40, '价格不便宜，但是物有所值，下次还来', 'positive', 0.88, 0.14, ['price', 'value'], 'Says it is worth the price and will come back.'),
+    sample(39, '呵呵，真是"好"酒店', 'negative', 0.74, 0.87, [], 'Sarcastic quotation marks around 好.'),
+  ]
+  const feedback = () => ({
+    total: 1739,
     by_source: { llm: 412, pseudo: 1290, human: 37 },
     by_label: { positive: 980, negative: 702, neutral: 57 },
-    by_status: { accepted: 1602, held: 98, rejected: 39 },
-    total: 1739,
-  }
+    by_status: { accepted: 1602, review: held.length, rejected: 137 - held.length },
+    breakdown: [],
+    used: 1420,
+    comments: { pending: 3, labeled: 1739, duplicate: 24, failed: 1 },
+    labeler: { source: 'llm', model: 'qwen2.5-7b-instruct' },
+    policy: {
+      min_confidence: { llm: 0.7, pseudo: 0.9, human: 0 },
+      hold_disagreements: true,
+      disagreement_confidence: 0.8,
+      max_per_author: 50,
+      max_class_ratio: 1.5,
+    },
+    next_run: { selected: 1518, dropped: { author_cap: 61, class_balance: 23 } },
+  })
   const json = (route, value, status = 200) => route.fulfill({ status, contentType: 'application/json', body: JSON.stringify(value) })
   await context.route('**/api/user', async (route) => {
     if (route.request().method() !== 'GET') return route.continue()
@@ -217,5 +241,16 @@ export async function stubOrchestrator(context, { currentVersion } = {}) {
     return details[id] ? json(route, details[id]) : json(route, { error: { code: 'not_found', message: 'no such run' } }, 404)
   })
   await context.route('**/v1/models', (route) => json(route, { current, versions }))
-  await context.route('**/v1/feedback/stats', (route) => json(route, feedback))
+  await context.route('**/v1/feedback/stats', (route) => json(route, feedback()))
+  await context.route(/\/v1\/feedback\/samples(\?.*)?$/, (route) => json(route, { samples: held, total: held.length, limit: 20, offset: 0 }))
+  await context.route(/\/v1\/feedback\/samples\/\d+$/, (route) => {
+    const id = Number(new URL(route.request().url()).pathname.split('/').pop())
+    const found = held.find((s) => s.id === id)
+    if (!found) return json(route, { error: { code: 'not_found', message: `no sample ${id}` } }, 404)
+    if (route.request().method() !== 'PUT') return json(route, { sample: found })
+    const { status, label } = route.request().postDataJSON() ?? {}
+    held = held.filter((s) => s.id !== id)
+    const human = label ? { label, source: 'human', confidence: 1, labeler: 'review:admin' } : {}
+    return json(route, { sample: { ...found, ...human, status, status_reason: null } })
+  })
 }

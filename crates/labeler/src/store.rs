@@ -469,6 +469,9 @@ impl SampleStore {
         for status in Status::ALL {
             stats.by_status.entry(status.as_str().into()).or_default();
         }
+        for label in [Sentiment::Positive, Sentiment::Negative, Sentiment::Neutral] {
+            stats.by_label.entry(label.as_str().into()).or_default();
+        }
         stats.used =
             sqlx::query("SELECT COUNT(*) AS n FROM training_samples WHERE used_by_run IS NOT NULL")
                 .fetch_one(self.db.read())

@@ -1,6 +1,16 @@
 // Training orchestrator, model registry and feedback under /v1 (admin token required).
 import { http } from './http'
-import type { FeedbackStats, ModelVersionList, Training, TrainingList, TrainingRequest } from './types'
+import type {
+  FeedbackSample,
+  FeedbackSampleList,
+  FeedbackSampleQuery,
+  FeedbackStats,
+  ModelVersionList,
+  ReviewDecision,
+  Training,
+  TrainingList,
+  TrainingRequest,
+} from './types'
 
 const seg = encodeURIComponent
 
@@ -18,4 +28,9 @@ export const modelsApi = {
 
 export const feedbackApi = {
   stats: () => http.get<FeedbackStats>('/v1/feedback/stats'),
+  /** Newest first; `status` filters (e.g. `review`, the samples held for an admin). */
+  samples: (params: FeedbackSampleQuery = {}) => http.get<FeedbackSampleList>('/v1/feedback/samples', { ...params }),
+  /** Accept (optionally with another label, which makes it a human label) or reject a sample. */
+  review: async (id: number, decision: ReviewDecision) =>
+    (await http.put<{ sample: FeedbackSample }>(`/v1/feedback/samples/${seg(String(id))}`, decision)).sample,
 }

@@ -202,11 +202,92 @@ export interface ModelVersionList {
   versions: ModelVersion[]
 }
 
+// ---- Feedback loop (/v1/feedback, admin only) ----
+
+/** Who labelled a training sample: an LLM, the model's own confident prediction, or a person. */
+export type FeedbackSource = 'llm' | 'pseudo' | 'human'
+/** The labeler may say neutral; the model (and the training set) has only two classes. */
+export type FeedbackLabel = SentimentLabel | 'neutral'
+/** `review`: held for an admin, e.g. an LLM label that contradicts a confident model. */
+export type SampleStatus = 'accepted' | 'review' | 'rejected'
+
+export interface FeedbackBreakdownRow {
+  source: FeedbackSource
+  label: FeedbackLabel
+  status: SampleStatus
+  count: number
+}
+
+export interface FeedbackPolicy {
+  min_confidence: Record<FeedbackSource, number>
+  hold_disagreements: boolean
+  disagreement_confidence: number
+  max_per_author: number
+  /** 0 turns class balancing off. */
+  max_class_ratio: number
+}
+
 export interface FeedbackStats {
-  by_source: { llm: number; pseudo: number; human: number }
-  by_label: { positive: number; negative: number; neutral: number }
-  by_status: { accepted: number; held: number; rejected: number }
   total: number
+  by_source: Record<FeedbackSource, number>
+  by_label: Record<FeedbackLabel, number>
+  by_status: Record<SampleStatus, number>
+  breakdown: FeedbackBreakdownRow[]
+  /** Samples some training run has trained on. */
+  used: number
+  /** Comments by labelling state: waiting for the labeler, labelled, a duplicate text, given up on. */
+  comments: { pending: number; labeled: number; duplicate: number; failed: number }
+  /** The active labeler: an LLM (`model` is its name) or the model's own predictions. */
+  labeler: { source: 'llm' | 'pseudo'; model: string | null }
+  policy: FeedbackPolicy
+  /** What the next training run would take: selected samples and, by reason, the dropped ones. */
+  next_run: { selected: number; dropped: Record<string, number> }
+}
+
+export interface FeedbackSample {
+  id: number
+  /** Masked text (emails, phones, URLs, ID numbers replaced). */
+  text: string
+  label: FeedbackLabel
+  source: FeedbackSource
+  confidence: number
+  /** LLM model name, `model:<version>`, `human` or `review:<admin>`. */
+  labeler: string
+  topics: string[]
+  reason: string | null
+  /** The model's own label, P(positive) and version when the sample was labelled. */
+  model_label: string | null
+  model_score: number | null
+  model_version: string | null
+  status: SampleStatus
+  status_reason: string | null
+  comment_id: number | null
+  author_id: number | null
+  shard_key: string
+  created_at: string
+  updated_at: string
+  used_by_run: string | null
+  used_at: string | null
+}
+
+export interface FeedbackSampleQuery {
+  status?: SampleStatus
+  /** 1..500, server default 50. */
+  limit?: number
+  offset?: number
+}
+
+export interface FeedbackSampleList {
+  samples: FeedbackSample[]
+  total: number
+  limit: number
+  offset: number
+}
+
+/** An admin's decision on a sample; a `label` makes it a human label. */
+export interface ReviewDecision {
+  status: 'accepted' | 'rejected'
+  label?: SentimentLabel
 }
 
 export const TERMINAL_STATUSES: readonly TrainingStatus[] = ['succeeded', 'failed', 'cancelled']

@@ -10,7 +10,7 @@ import { useAuthStore } from '@/stores/auth'
 import { useTrainingStore } from '@/stores/training'
 import { mountApp } from '../helpers/mount'
 import { json, mockFetch } from '../helpers/fetch'
-import { training, trainingSummary, user } from '../helpers/fixtures'
+import { feedbackSample, feedbackStats, training, trainingSummary, user } from '../helpers/fixtures'
 
 // jsdom has no canvas: chart.js reports it cannot get a context and draws nothing.
 beforeEach(() => {
@@ -35,7 +35,8 @@ describe('dashboard access', () => {
       .on('GET', '/v1/models', json({ current: null, versions: [] }))
       .on('GET', '/v1/sentiment/model', json({ error: { code: 'no_model', message: 'none' } }, 503))
       .on('GET', '/v1/sentiment/stats', json({ requests_total: 5, requests_per_second: 1.5, latency_ms: { p50: 2, p95: 4, p99: 8 }, model_version: null }))
-      .on('GET', '/v1/feedback/stats', json({ by_source: { llm: 1, pseudo: 2, human: 3 }, by_label: { positive: 4, negative: 2, neutral: 0 }, by_status: { accepted: 5, held: 1, rejected: 0 }, total: 6 }))
+      .on('GET', '/v1/feedback/stats', json(feedbackStats()))
+      .on('GET', '/v1/feedback/samples', json({ samples: [feedbackSample(7)], total: 1, limit: 20, offset: 0 }))
     useAuthStore().user = user({ admin: true })
     const { wrapper } = await mountApp(DashboardView, { path: '/dashboard' })
     const rows = wrapper.findAll('[data-testid="training-run-row"]')
@@ -43,6 +44,8 @@ describe('dashboard access', () => {
     expect(wrapper.get('[data-testid="train-button"]').attributes('disabled')).toBeUndefined()
     expect(wrapper.get('[data-testid="inference-p95"]').text()).toContain('4')
     expect(wrapper.get('[data-testid="feedback-stats"]').text()).toContain('6')
+    expect(wrapper.get('[data-testid="feedback-next-run"]').text()).toContain('5 samples')
+    expect(wrapper.get('[data-testid="feedback-review"]').findAll('[data-testid="review-row"]')).toHaveLength(1)
     expect(wrapper.get('[data-testid="model-card"]').text()).toContain('No model is loaded')
     wrapper.unmount()
   })
@@ -102,9 +105,9 @@ describe('run detail', () => {
     const { wrapper } = await mountApp(RunDetail, { props: { run } })
     const rows = wrapper.findAll('[data-testid="round-table"] tbody tr')
     expect(rows).toHaveLength(2)
-    expect(rows[0].text()).toContain('–')
-    expect(rows[0].text()).toContain('51.0%')
-    expect(rows[1].text()).toContain('0.6100')
+    expect(rows[0]!.text()).toContain('–')
+    expect(rows[0]!.text()).toContain('51.0%')
+    expect(rows[1]!.text()).toContain('0.6100')
   })
 
   it('offers no cancel for a finished run and shows its error', async () => {

@@ -2,6 +2,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { useModelsStore } from '@/stores/models'
 import { HISTORY_LENGTH, STATS_REFRESH_MS, useMonitoringStore } from '@/stores/monitoring'
 import { json, mockFetch } from '../helpers/fetch'
+import { feedbackStats } from '../helpers/fixtures'
 
 const versions = (current: string) =>
   json({
@@ -48,7 +49,7 @@ describe('monitoring store', () => {
       .on('GET', '/v1/sentiment/stats', () =>
         json({ requests_total: ++n, requests_per_second: n / 2, latency_ms: { p50: 2, p95: 5, p99: 9 }, model_version: 'v1' }),
       )
-      .on('GET', '/v1/feedback/stats', json({ by_source: { llm: 1, pseudo: 2, human: 3 }, by_label: { positive: 4, negative: 2, neutral: 0 }, by_status: { accepted: 5, held: 1, rejected: 0 }, total: 6 }))
+      .on('GET', '/v1/feedback/stats', json(feedbackStats()))
     const store = useMonitoringStore()
     store.startPolling()
     await vi.advanceTimersByTimeAsync(0)
