@@ -322,42 +322,16 @@ impl SampleStore {
             .fetch_optional(&mut *tx)
             .await?;
         let now = crate::now_millis();
-        let v = new.verdict;
-        let topics = serde_json::to_string(&v.topics).unwrap_or_else(|_| "[]".into());
-        let (model_label, model_score, model_version) = match new.model {
-            Some(m) => (
-                Some(m.sentiment().as_str()),
-                Some(m.p_positive),
-                Some(m.version.as_str()),
-            ),
-            None => (None, None, None),
-        };
         let stored = match existing {
             None => {
-                let sql = self.db.returning_id(
-                    "INSERT INTO training_samples (text, text_hash, label, source, confidence, labeler, topics, \
-                     reason, model_label, model_score, model_version, status, status_reason, comment_id, \
-                     author_id, shard_key, created_at, updated_at) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                );
-                let query = sqlx::query(&sql)
-                    .bind(new.text)
+                // The label's columns first, in the order `bind_label` binds them.
+                let sql = self.db.returning_id(&format!(
+                    "INSERT INTO training_samples ({LABEL_COLUMNS}, text_hash, created_at) \
+                     VALUES ({}?, ?)",
+                    "?, ".repeat(LABEL_COLUMNS.split(',').count())
+                ));
+                let query = bind_label(sqlx::query(&sql), new, now)
                     .bind(new.hash)
-                    .bind(v.sentiment.as_str())
-                    .bind(new.source.as_str())
-                    .bind(v.confidence)
-                    .bind(new.labeler)
-                    .bind(topics)
-                    .bind(v.reason.clone())
-                    .bind(model_label)
-                    .bind(model_score)
-                    .bind(model_version)
-                    .bind(new.status.as_str())
-                    .bind(new.status_reason)
-                    .bind(new.comment_id)
-                    .bind(new.author_id)
-                    .bind(shard_key(new.author_id))
-                    .bind(now)
                     .bind(now);
                 Stored::Inserted(self.db.insert(query, &mut *tx).await?)
             }
@@ -366,30 +340,12 @@ impl SampleStore {
                 let source: String = row.try_get("source")?;
                 let old = Source::parse(&source).ok_or_else(|| corrupt("source", &source))?;
                 if new.source > old || new.source == Source::Human {
-                    sqlx::query(
-                        "UPDATE training_samples SET text = ?, label = ?, source = ?, confidence = ?, labeler = ?, \
-                         topics = ?, reason = ?, model_label = ?, model_score = ?, model_version = ?, status = ?, \
-                         status_reason = ?, comment_id = ?, author_id = ?, shard_key = ?, updated_at = ? WHERE id = ?",
-                    )
-                    .bind(new.text)
-                    .bind(v.sentiment.as_str())
-                    .bind(new.source.as_str())
-                    .bind(v.confidence)
-                    .bind(new.labeler)
-                    .bind(topics)
-                    .bind(v.reason.clone())
-                    .bind(model_label)
-                    .bind(model_score)
-                    .bind(model_version)
-                    .bind(new.status.as_str())
-                    .bind(new.status_reason)
-                    .bind(new.comment_id)
-                    .bind(new.author_id)
-                    .bind(shard_key(new.author_id))
-                    .bind(now)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
+                    let sets = LABEL_COLUMNS.replace(", ", " = ?, ");
+                    let sql = format!("UPDATE training_samples SET {sets} = ? WHERE id = ?");
+                    bind_label(sqlx::query(&sql), new, now)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
                     Stored::Replaced(id)
                 } else {
                     Stored::Kept(id)
@@ -616,6 +572,36 @@ impl SampleStore {
         }
         Ok(())
     }
+}
+
+/// The columns a label sets, on insert and on replace alike.
+const LABEL_COLUMNS: &str = "text, label, source, confidence, labeler, topics, reason, model_label, \
+     model_score, model_version, status, status_reason, comment_id, author_id, shard_key, updated_at";
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// Binds [`LABEL_COLUMNS`] of `new`, labelled at `now`.
+fn bind_label<'q>(query: AnyQuery<'q>, new: &NewSample<'q>, now: i64) -> AnyQuery<'q> {
+    let v = new.verdict;
+    let topics = serde_json::to_string(&v.topics).unwrap_or_else(|_| "[]".into());
+    let model = new.model;
+    query
+        .bind(new.text)
+        .bind(v.sentiment.as_str())
+        .bind(new.source.as_str())
+        .bind(v.confidence)
+        .bind(new.labeler)
+        .bind(topics)
+        .bind(v.reason.clone())
+        .bind(model.map(|m| m.sentiment().as_str()))
+        .bind(model.map(|m| m.p_positive))
+        .bind(model.map(|m| m.version.clone()))
+        .bind(new.status.as_str())
+        .bind(new.status_reason)
+        .bind(new.comment_id)
+        .bind(new.author_id)
+        .bind(shard_key(new.author_id))
+        .bind(now)
 }
 
 /// Sets the comment's labelling state unless it changed since it was read.

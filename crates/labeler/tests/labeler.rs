@@ -145,6 +145,19 @@ fn llm(server: &ChatServer, batch_size: usize) -> LlmConfig {
     }
 }
 
+/// A labeler with the trained model, the default policy and a fresh LLM server (batches of 8).
+async fn with_llm(test_db: &TestDb) -> (ChatServer, Db, Labeler) {
+    let server = ChatServer::start().await;
+    let (db, labeler) = labeler(
+        test_db,
+        trained_registry(),
+        Some(llm(&server, 8)),
+        FeedbackPolicy::default(),
+    )
+    .await;
+    (server, db, labeler)
+}
+
 async fn labeler(
     db: &TestDb,
     registry: &Path,
@@ -159,14 +172,7 @@ async fn labeler(
 }
 
 async fn llm_labels_are_masked_judged_and_stored(test_db: &TestDb) {
-    let server = ChatServer::start().await;
-    let (db, labeler) = labeler(
-        test_db,
-        trained_registry(),
-        Some(llm(&server, 8)),
-        FeedbackPolicy::default(),
-    )
-    .await;
+    let (server, db, labeler) = with_llm(test_db).await;
     let first = comment(
         &db,
         2,
@@ -340,14 +346,7 @@ async fn without_any_model_the_fallback_waits(test_db: &TestDb) {
 on_both_databases!(without_any_model_the_fallback_waits);
 
 async fn a_human_correction_overrides_the_weak_label(test_db: &TestDb) {
-    let server = ChatServer::start().await;
-    let (db, labeler) = labeler(
-        test_db,
-        trained_registry(),
-        Some(llm(&server, 8)),
-        FeedbackPolicy::default(),
-    )
-    .await;
+    let (server, db, labeler) = with_llm(test_db).await;
     let id = comment(&db, 2, "好评？呵呵").await;
     assert_eq!(labeler.pass().await.expect("pass").labelled, 1);
     let weak = samples(&labeler).await.remove(0);
@@ -381,14 +380,7 @@ async fn a_human_correction_overrides_the_weak_label(test_db: &TestDb) {
 on_both_databases!(a_human_correction_overrides_the_weak_label);
 
 async fn the_same_text_is_one_sample(test_db: &TestDb) {
-    let server = ChatServer::start().await;
-    let (db, labeler) = labeler(
-        test_db,
-        trained_registry(),
-        Some(llm(&server, 8)),
-        FeedbackPolicy::default(),
-    )
-    .await;
+    let (server, db, labeler) = with_llm(test_db).await;
     let first = comment(&db, 2, "物流很快，好评").await;
     // Half-width punctuation and spaces normalise to the same text.
     let second = comment(&db, 1, "物流很快,  好评").await;
@@ -491,14 +483,7 @@ async fn disagreements_are_held_for_review(test_db: &TestDb) {
 on_both_databases!(disagreements_are_held_for_review);
 
 async fn a_deleted_comment_takes_its_sample_along(test_db: &TestDb) {
-    let server = ChatServer::start().await;
-    let (db, labeler) = labeler(
-        test_db,
-        trained_registry(),
-        Some(llm(&server, 8)),
-        FeedbackPolicy::default(),
-    )
-    .await;
+    let (_server, db, labeler) = with_llm(test_db).await;
     let id = comment(&db, 2, "很好，推荐").await;
     labeler.pass().await.expect("pass");
     assert_eq!(samples(&labeler).await.len(), 1);
@@ -512,14 +497,7 @@ async fn a_deleted_comment_takes_its_sample_along(test_db: &TestDb) {
 on_both_databases!(a_deleted_comment_takes_its_sample_along);
 
 async fn used_samples_record_their_run(test_db: &TestDb) {
-    let server = ChatServer::start().await;
-    let (db, labeler) = labeler(
-        test_db,
-        trained_registry(),
-        Some(llm(&server, 8)),
-        FeedbackPolicy::default(),
-    )
-    .await;
+    let (_server, db, labeler) = with_llm(test_db).await;
     comment(&db, 2, "很好，推荐").await;
     comment(&db, 2, "太差了，失望").await;
     labeler.pass().await.expect("pass");
