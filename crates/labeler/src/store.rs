@@ -219,6 +219,21 @@ fn text(row: &AnyRow, column: &str) -> Result<String> {
     Ok(bloginfer_db::text(row, column)?.unwrap_or_default())
 }
 
+const CANDIDATE_COLUMNS: &str = "id, label, source, confidence, shard_key, created_at";
+
+fn candidate(row: &AnyRow) -> Result<Candidate> {
+    let label: String = row.try_get("label")?;
+    let source: String = row.try_get("source")?;
+    Ok(Candidate {
+        id: row.try_get("id")?,
+        sentiment: Sentiment::parse(&label).ok_or_else(|| corrupt("label", &label))?,
+        source: Source::parse(&source).ok_or_else(|| corrupt("source", &source))?,
+        confidence: row.try_get("confidence")?,
+        shard_key: row.try_get("shard_key")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
 fn sample(row: &AnyRow) -> Result<StoredSample> {
     let label: String = row.try_get("label")?;
     let source: String = row.try_get("source")?;
@@ -528,28 +543,27 @@ impl SampleStore {
         self.get(id).await
     }
 
-    /// Every accepted sample, with its text.
+    /// Every accepted sample as selection sees it (no texts: the dashboard's preview).
+    pub async fn candidates(&self) -> Result<Vec<Candidate>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CANDIDATE_COLUMNS} FROM training_samples WHERE status = 'accepted' ORDER BY id"
+        ))
+        .fetch_all(self.db.read())
+        .await?;
+        rows.iter().map(candidate).collect()
+    }
+
+    /// Every accepted sample, with its text (a run's snapshot).
     pub async fn accepted(&self) -> Result<Vec<Accepted>> {
-        let rows = sqlx::query(
-            "SELECT id, text, label, source, confidence, shard_key, created_at FROM training_samples \
-             WHERE status = 'accepted' ORDER BY id",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {CANDIDATE_COLUMNS}, text FROM training_samples WHERE status = 'accepted' ORDER BY id"
+        ))
         .fetch_all(self.db.read())
         .await?;
         rows.iter()
             .map(|row| {
-                let label: String = row.try_get("label")?;
-                let source: String = row.try_get("source")?;
                 Ok(Accepted {
-                    candidate: Candidate {
-                        id: row.try_get("id")?,
-                        sentiment: Sentiment::parse(&label)
-                            .ok_or_else(|| corrupt("label", &label))?,
-                        source: Source::parse(&source).ok_or_else(|| corrupt("source", &source))?,
-                        confidence: row.try_get("confidence")?,
-                        shard_key: row.try_get("shard_key")?,
-                        created_at: row.try_get("created_at")?,
-                    },
+                    candidate: candidate(row)?,
                     text: text(row, "text")?,
                 })
             })

@@ -8,20 +8,31 @@ use bloginfer_model::data::Example;
 use crate::error::Result;
 use crate::snapshot::FeedbackSample;
 
+/// Examples per class (negative, positive): what feedback is balanced against.
+fn class_counts(corpus: &[Example]) -> [u64; 2] {
+    let mut counts = [0u64; 2];
+    for example in corpus {
+        if let Some(n) = counts.get_mut(example.label as usize) {
+            *n += 1;
+        }
+    }
+    counts
+}
+
+/// What the next run would select, without loading any text.
+pub async fn preview(labeler: &Labeler, corpus: &[Example]) -> Result<Selection> {
+    let candidates = labeler.store().candidates().await?;
+    Ok(labeler.policy().select(&candidates, class_counts(corpus)))
+}
+
 /// The feedback samples the next run trains on, and the selection behind them.
 pub async fn select(
     labeler: &Labeler,
     corpus: &[Example],
 ) -> Result<(Vec<FeedbackSample>, Selection)> {
     let accepted = labeler.store().accepted().await?;
-    let mut base = [0u64; 2];
-    for example in corpus {
-        if let Some(n) = base.get_mut(example.label as usize) {
-            *n += 1;
-        }
-    }
     let candidates: Vec<_> = accepted.iter().map(|a| a.candidate.clone()).collect();
-    let selection = labeler.policy().select(&candidates, base);
+    let selection = labeler.policy().select(&candidates, class_counts(corpus));
     let chosen: std::collections::HashSet<i64> = selection.chosen.iter().copied().collect();
     let samples = accepted
         .into_iter()

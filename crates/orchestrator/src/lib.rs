@@ -399,9 +399,7 @@ impl Orchestrator {
     pub async fn feedback_preview(&self) -> Result<Option<bloginfer_labeler::Selection>> {
         match &self.inner.labeler {
             Some(labeler) => Ok(Some(
-                feedback::select(labeler, &self.inner.config.corpus)
-                    .await?
-                    .1,
+                feedback::preview(labeler, &self.inner.config.corpus).await?,
             )),
             None => Ok(None),
         }
