@@ -45,13 +45,9 @@ if command -v fc-list >/dev/null 2>&1 && [ -z "$(fc-list :lang=zh 2>/dev/null)" 
 fi
 
 # The web app and its test dependencies (playwright-core) from the lock file.
-command -v npm >/dev/null 2>&1 || fail "npm not found: install Node.js 20 or newer"
+bash scripts/web-deps.sh || fail "cannot install the web app's packages"
 (
     cd web
-    if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ] ||
-        [ ! -d node_modules/playwright-core ]; then
-        npm ci --no-audit --no-fund --loglevel=error
-    fi
     npm run build --silent >"$artifacts/build.log" 2>&1 || { tail -n 30 "$artifacts/build.log" >&2; exit 1; }
 ) || fail "the web app did not build"
 

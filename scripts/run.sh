@@ -14,17 +14,7 @@ if ! command -v cargo >/dev/null 2>&1; then
     echo "cargo not found: install Rust from your package manager or rustup first" >&2
     exit 1
 fi
-if ! command -v npm >/dev/null 2>&1; then
-    echo "npm not found: install Node.js 20 or newer" >&2
-    exit 1
-fi
-
-(
-    cd web
-    if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-        npm ci --no-audit --no-fund --loglevel=error
-    fi
-    npm run build --silent
-)
+bash scripts/web-deps.sh
+(cd web && npm run build --silent)
 cargo build --release --locked -p bloginfer-cli
 exec "${CARGO_TARGET_DIR:-target}/release/bloginfer" up --web-dir web/dist "$@"

@@ -27,17 +27,8 @@ export BLOGINFER_MANIFESTS_DIR="$manifests"
 cargo test --workspace --release --locked --lib --bins --tests 2>&1 | tee -a "$log" || status=$?
 
 # The web app's unit tests (vitest), from the lock file.
-if ! command -v npm >/dev/null 2>&1; then
-    echo "npm not found: install Node.js 20 or newer" >&2
-    exit 1
-fi
-(
-    cd web
-    if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-        npm ci --no-audit --no-fund --loglevel=error
-    fi
-    npx vitest run --reporter=default 2>&1
-) | tee -a "$log" || status=$?
+bash scripts/web-deps.sh
+(cd web && npx vitest run --reporter=default 2>&1) | tee -a "$log" || status=$?
 
 # End to end in a real browser: Debian's chromium (installed here when missing) driven
 # by playwright-core against `bloginfer up` with a fresh data dir; screenshots go to

@@ -74,13 +74,9 @@ impl Metrics {
         Self { registry, ..m }
     }
 
-    /// The text exposition format.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
-            out.clear();
-        }
-        out
+    /// The registry, for the page of the process the labeler runs in.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 }
 

@@ -407,13 +407,9 @@ impl Orchestrator {
 
     /// The metrics page (the labeler's metrics too, when it runs here).
     pub fn render_metrics(&self) -> String {
-        let own = self.inner.metrics.render();
         match &self.inner.labeler {
-            Some(labeler) => {
-                let own = own.trim_end().trim_end_matches("# EOF").trim_end();
-                format!("{own}\n{}", labeler.metrics().render())
-            }
-            None => own,
+            Some(labeler) => self.inner.metrics.render(&[labeler.metrics().registry()]),
+            None => self.inner.metrics.render(&[]),
         }
     }
 }

@@ -102,10 +102,16 @@ impl Metrics {
             .inc();
     }
 
-    /// The text exposition format.
-    pub fn render(&self) -> String {
+    /// The text exposition format, with the metrics of `more` registries (the
+    /// labeler's, when it runs here) on the same page.
+    pub fn render(&self, more: &[&Registry]) -> String {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut out = String::new();
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+        let encoded = std::iter::once(&self.registry)
+            .chain(more.iter().copied())
+            .try_for_each(|r| encode_registry(&mut out, r))
+            .and_then(|()| encode_eof(&mut out));
+        if encoded.is_err() {
             out.clear();
         }
         out
