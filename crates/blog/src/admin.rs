@@ -2,20 +2,21 @@
 //! (or given the admin flag back) at start-up, so that a fresh `bloginfer up`
 //! has someone who may use the ML dashboard before anyone registers.
 
+use bloginfer_service::common::now_millis;
 use sqlx::Row;
 
 use crate::auth::hash_password;
-use crate::{now_millis, Blog, StartError};
+use crate::{Blog, StartError};
 
-/// An admin account's login.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The admin account to make sure of at start-up.
+#[derive(Debug, Clone)]
 pub struct AdminLogin {
-    /// The account's email (how it logs in).
+    /// The account's email (how it logs in, and how an existing account is found).
     pub email: String,
-    /// Its username.
+    /// The name it gets when it is created (an existing account keeps its own).
     pub username: String,
-    /// Its password.
-    pub password: String,
+    /// The password it gets when it is created (an existing account keeps its own).
+    pub password: secrecy::SecretString,
 }
 
 impl Blog {
@@ -39,10 +40,12 @@ impl Blog {
             return Ok(false);
         }
         let password = login.password.clone();
-        let hash = tokio::task::spawn_blocking(move || hash_password(&password))
-            .await
-            .map_err(|e| StartError::Config(format!("hashing task failed: {e}")))?
-            .map_err(|e| StartError::Config(format!("cannot hash the admin password: {e:?}")))?;
+        let hash = tokio::task::spawn_blocking(move || {
+            hash_password(secrecy::ExposeSecret::expose_secret(&password))
+        })
+        .await
+        .map_err(|e| StartError::Config(format!("hashing task failed: {e}")))?
+        .map_err(|e| StartError::Config(format!("cannot hash the admin password: {e:?}")))?;
         let now = now_millis();
         sqlx::query(
             "INSERT INTO users (username, email, password_hash, admin, created_at, updated_at) VALUES (?, ?, ?, 1, ?, ?)",
@@ -60,10 +63,5 @@ impl Blog {
     /// The database the blog uses (other services in the same process share it).
     pub fn db(&self) -> bloginfer_db::Db {
         self.state.db.clone()
-    }
-
-    /// The blog's metrics page (OpenMetrics text).
-    pub fn render_metrics(&self) -> String {
-        self.state.metrics.render()
     }
 }

@@ -8,8 +8,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use bloginfer_service::common::{lock, random_hex};
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::Rng;
+use secrecy::{ExposeSecret, SecretSlice};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
@@ -43,11 +45,11 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
 /// What a token says.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Claims {
-    /// User id.
+    /// The signed-in user's id.
     sub: i64,
-    /// Session id.
+    /// The session, which must still exist for the token to count.
     sid: String,
-    /// Expiry (seconds since the epoch).
+    /// When the token stops counting even if the session lives (seconds since the epoch).
     exp: u64,
 }
 
@@ -63,15 +65,17 @@ pub struct RedisSessions {
 
 /// Where sessions live: Redis in a cluster, memory in one process.
 pub enum Sessions {
-    /// In this process.
+    /// In this process: lost on restart, unknown to other replicas.
     Memory(MemorySessions),
-    /// In Redis.
+    /// In Redis: shared by every replica, surviving restarts.
     Redis(RedisSessions),
 }
 
 fn redis_down(e: redis::RedisError) -> ApiError {
-    tracing::error!("session store unreachable: {e}");
-    ApiError::Unavailable("the session store is unreachable; retry shortly")
+    ApiError::unavailable(
+        "the session store is unreachable; retry shortly",
+        format_args!("session store: {e}"),
+    )
 }
 
 impl Sessions {
@@ -88,7 +92,7 @@ impl Sessions {
     async fn create(&self, session: &str, user_id: i64, ttl: Duration) -> Result<(), ApiError> {
         match self {
             Self::Memory(m) => {
-                let mut map = m.0.lock().unwrap_or_else(|p| p.into_inner());
+                let mut map = lock(&m.0);
                 let now = SystemTime::now();
                 map.retain(|_, (_, expires)| *expires > now);
                 map.insert(session.to_string(), (user_id, now + ttl));
@@ -111,7 +115,7 @@ impl Sessions {
     async fn user_of(&self, session: &str) -> Result<Option<i64>, ApiError> {
         match self {
             Self::Memory(m) => {
-                let map = m.0.lock().unwrap_or_else(|p| p.into_inner());
+                let map = lock(&m.0);
                 Ok(map
                     .get(session)
                     .filter(|(_, expires)| *expires > SystemTime::now())
@@ -131,9 +135,7 @@ impl Sessions {
     async fn revoke(&self, session: &str) -> Result<(), ApiError> {
         match self {
             Self::Memory(m) => {
-                m.0.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(session);
+                lock(&m.0).remove(session);
                 Ok(())
             }
             Self::Redis(r) => {
@@ -148,38 +150,58 @@ impl Sessions {
     }
 }
 
-/// Issues and checks tokens.
-pub struct Auth {
+/// The shortest JWT secret accepted: HS256 wants a key as long as its hash.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// The HS256 keys, made from the configured secret: the one place the secret
+/// is read.
+pub struct JwtKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
+}
+
+impl JwtKeys {
+    /// Keys from `secret`, refused when it is shorter than [`MIN_SECRET_BYTES`].
+    pub fn from_secret(secret: &SecretSlice<u8>) -> Result<Self, String> {
+        let secret = secret.expose_secret();
+        if secret.len() < MIN_SECRET_BYTES {
+            return Err(format!(
+                "the JWT secret must be at least {MIN_SECRET_BYTES} bytes"
+            ));
+        }
+        Ok(Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+        })
+    }
+}
+
+/// Issues and checks tokens.
+pub struct Auth {
+    keys: JwtKeys,
     sessions: Sessions,
 }
 
-/// A verified token.
+/// A verified token: who is signed in, and the session to end on logout.
 #[derive(Debug, Clone)]
 pub struct Session {
-    /// The signed-in user.
+    /// The signed-in user's id.
     pub user_id: i64,
-    /// The session the token belongs to.
+    /// The session the token belongs to (what logout revokes).
     pub session_id: String,
     /// The token itself (echoed in user objects).
     pub token: String,
 }
 
 impl Auth {
-    /// Tokens signed with `secret` (at least 32 bytes), sessions in `sessions`.
-    pub fn new(secret: &[u8], sessions: Sessions) -> Self {
-        Self {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
-            sessions,
-        }
+    /// Tokens signed with `keys`, sessions in `sessions`.
+    pub fn new(keys: JwtKeys, sessions: Sessions) -> Self {
+        Self { keys, sessions }
     }
 
     /// Starts a session for `user_id` and returns its token.
     pub async fn sign_in(&self, user_id: i64) -> Result<Session, ApiError> {
-        let bytes: [u8; 16] = rand::rng().random();
-        let session_id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let session_id = random_hex(16);
         self.sessions
             .create(&session_id, user_id, SESSION_TTL)
             .await?;
@@ -192,7 +214,7 @@ impl Auth {
             sid: session_id.clone(),
             exp,
         };
-        let token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+        let token = encode(&Header::new(Algorithm::HS256), &claims, &self.keys.encoding)
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         Ok(Session {
             user_id,
@@ -203,8 +225,12 @@ impl Auth {
 
     /// Checks a token's signature, expiry and session.
     pub async fn verify(&self, token: &str) -> Result<Session, ApiError> {
-        let data = decode::<Claims>(token, &self.decoding, &Validation::new(Algorithm::HS256))
-            .map_err(|_| ApiError::Unauthorized)?;
+        let data = decode::<Claims>(
+            token,
+            &self.keys.decoding,
+            &Validation::new(Algorithm::HS256),
+        )
+        .map_err(|_| ApiError::Unauthorized)?;
         match self.sessions.user_of(&data.claims.sid).await? {
             Some(user) if user == data.claims.sub => Ok(Session {
                 user_id: user,

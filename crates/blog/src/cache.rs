@@ -28,7 +28,7 @@ pub fn comments_key(article: i64) -> String {
 pub const TAGS_KEY: &str = "tags";
 
 impl Cache {
-    /// No cache.
+    /// No cache: every read goes to the database (no Redis configured).
     pub fn disabled() -> Self {
         Self { redis: None }
     }

@@ -3,10 +3,11 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
 
 use crate::auth::Session;
 use crate::error::ApiError;
@@ -61,7 +62,8 @@ impl FromRequestParts<Arc<AppState>> for MaybeAuthUser {
     }
 }
 
-/// The client's address: the connection's peer, or, behind a reverse proxy
+/// The client's address (what the login limit counts): the connection's peer
+/// (set by the chassis's server), or, behind a reverse proxy
 /// (`BlogConfig::behind_proxy`), the last address in `X-Forwarded-For`, the one
 /// the proxy itself saw.
 pub struct ClientIp(pub String);
@@ -88,26 +90,30 @@ impl FromRequestParts<Arc<AppState>> for ClientIp {
         }
         let peer = parts
             .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .get::<ConnectInfo<std::net::SocketAddr>>()
             .map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string());
         Ok(ClientIp(peer))
     }
 }
 
-/// A JSON body; malformed JSON or wrong types are a 422 in the API's format.
+/// A JSON body, parsed by the chassis's [`bloginfer_service::JsonBody`]
+/// (one JSON object, no content type required), whose refusals keep
+/// RealWorld's shape: a 422 with the reason under the `body` field. Only a
+/// body over the size limit stays the chassis's 413.
 pub struct JsonBody<T>(pub T);
 
 impl<T, S> FromRequest<S> for JsonBody<T>
 where
-    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    T: DeserializeOwned,
     S: Send + Sync,
 {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(JsonBody(value)),
-            Err(rejection) => Err(ApiError::field("body", rejection.body_text())),
+        match bloginfer_service::JsonBody::<T>::from_request(req, state).await {
+            Ok(bloginfer_service::JsonBody(value)) => Ok(JsonBody(value)),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(e.into()),
+            Err(e) => Err(ApiError::field("body", e.message())),
         }
     }
 }

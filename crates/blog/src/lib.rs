@@ -4,13 +4,18 @@
 //! - [`admin`]: the operator's admin account in single-process installs;
 //! - [`auth`]: argon2id passwords, JWTs carrying a session id, session stores;
 //! - [`extract`]: `AuthUser`, `MaybeAuthUser` and JSON bodies with API errors;
-//! - [`error`]: the one error type and its JSON shapes;
+//! - [`error`]: the RealWorld 422 body, everything else in the chassis's envelope;
 //! - [`http`]: one module and router per resource;
 //! - [`sentiment`]: the inference client and the back-fill of pending comments;
 //! - [`cache`]: cache-aside in Redis for hot reads;
 //! - [`limit`]: the login rate limit per client address and per account;
 //! - [`pages`]: article listings served from memory, generation-checked;
-//! - [`metrics`]: Prometheus metrics.
+//! - [`metrics`]: the blog's own Prometheus metrics (the host counts requests).
+//!
+//! [`Blog`] is the service facade: built from a [`BlogConfig`], hosted alone
+//! (`bloginfer blog`) or beside inference and the orchestrator (`bloginfer up`)
+//! by a [`bloginfer_service::Host`], which adds the probes, `/metrics`, the
+//! JSON 404 and request tracing.
 
 #![warn(missing_docs)]
 
@@ -26,11 +31,15 @@ pub mod pages;
 pub mod sentiment;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::Router;
+use bloginfer_service::tasks::sleep_or_cancelled;
+use bloginfer_service::{BoxFuture, Readiness, Service, Supervisor};
+use prometheus_client::registry::Registry;
+use secrecy::SecretSlice;
 
-use crate::auth::{Auth, MemorySessions, Sessions};
+use crate::auth::{Auth, JwtKeys, MemorySessions, Sessions};
 use crate::cache::Cache;
 use crate::limit::{LoginLimiter, LoginLimits};
 use crate::metrics::Metrics;
@@ -40,17 +49,19 @@ pub use bloginfer_db as db;
 use bloginfer_db::Db;
 
 /// Settings of the blog service.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct BlogConfig {
-    /// `sqlite:path` or `mysql://user:password@host/database`.
-    pub database_url: String,
-    /// JWT signing secret (at least 32 bytes).
-    pub jwt_secret: Vec<u8>,
+    /// Where the database is and how to log in.
+    pub database: bloginfer_db::DbOptions,
+    /// Signs the session tokens (HS256); at least 32 bytes. Kept secret so
+    /// that it never reaches a log or `Debug` output.
+    pub jwt_secret: SecretSlice<u8>,
     /// This address becomes an admin when it registers (besides the first user).
     pub admin_email: Option<String>,
-    /// Redis for sessions (`redis://host:6379/`); `None` keeps them in memory.
+    /// Redis for sessions, the cache, the page generation and the login limit
+    /// (`redis://host:6379/`), shared by replicas; `None` keeps them in memory.
     pub redis_url: Option<String>,
-    /// Prefix of this deployment's Redis keys.
+    /// Starts every Redis key of this deployment, so deployments can share a Redis.
     pub redis_prefix: String,
     /// Base URL of the inference service (comment sentiment); `None` leaves
     /// every comment pending.
@@ -64,7 +75,7 @@ pub struct BlogConfig {
     pub forward_inference: bool,
     /// Whether anonymous article listings are served from the page cache.
     pub page_cache: bool,
-    /// Limits of login attempts.
+    /// How many login attempts a client address and an account get.
     pub login_limits: LoginLimits,
     /// Behind a reverse proxy: client addresses come from `X-Forwarded-For`.
     pub behind_proxy: bool,
@@ -72,32 +83,33 @@ pub struct BlogConfig {
 
 /// What handlers share.
 pub struct AppState {
-    /// The database.
+    /// The blog's tables (and the other services' in the same database).
     pub db: Db,
-    /// Tokens and sessions.
+    /// Issues and checks session tokens.
     pub auth: Auth,
-    /// See [`BlogConfig::admin_email`].
+    /// See [`BlogConfig::admin_email`] (trimmed and lower-cased).
     pub admin_email: Option<String>,
-    /// The inference client, when configured.
+    /// Scores new comments, when an inference URL is configured.
     pub sentiment: Option<SentimentClient>,
-    /// The hot-data cache.
+    /// Comment lists and the tag list in Redis, when there is one.
     pub cache: Cache,
-    /// The page cache of article listings.
+    /// Anonymous article listings kept in memory.
     pub(crate) pages: PageCache<http::Listing>,
-    /// The login rate limit.
+    /// Counts login attempts to refuse guessing.
     pub login_limiter: LoginLimiter,
-    /// Forwarding of the public inference endpoints, when enabled.
+    /// Forwards the public inference endpoints, when enabled.
     pub inference_proxy: Option<http::inference::InferenceProxy>,
     /// See [`BlogConfig::behind_proxy`].
     pub behind_proxy: bool,
-    /// Prometheus metrics.
+    /// Cache outcomes, for the host's `/metrics`.
     pub metrics: Metrics,
 }
 
-/// The blog service, connected and migrated.
+/// The blog service, connected and migrated; cheap to clone.
 #[derive(Clone)]
 pub struct Blog {
     state: Arc<AppState>,
+    backfill_interval: Duration,
 }
 
 /// Why the service could not start.
@@ -112,21 +124,19 @@ pub enum StartError {
 }
 
 impl Blog {
-    /// Connects, migrates and sets up sessions in memory.
-    pub async fn start(config: BlogConfig) -> Result<Self, StartError> {
-        if config.jwt_secret.len() < 32 {
-            return Err(StartError::Config(
-                "the JWT secret must be at least 32 bytes".into(),
-            ));
-        }
-        let db = db::connect(&config.database_url).await?;
+    /// Connects to the database and migrates it, connects to Redis when
+    /// configured, and sets up sessions, caches and limits. Nothing runs in
+    /// the background until a host calls [`Service::spawn_background`].
+    pub async fn build(config: BlogConfig) -> Result<Self, StartError> {
+        let keys = JwtKeys::from_secret(&config.jwt_secret).map_err(StartError::Config)?;
+        let db = db::connect_with(&config.database).await?;
         let sessions = match &config.redis_url {
             Some(url) => Sessions::redis(url, &format!("{}session:", config.redis_prefix))
                 .await
                 .map_err(|e| StartError::Config(format!("redis: {e}")))?,
             None => Sessions::Memory(MemorySessions::default()),
         };
-        let auth = Auth::new(&config.jwt_secret, sessions);
+        let auth = Auth::new(keys, sessions);
         let sentiment = config
             .inference_url
             .as_deref()
@@ -167,44 +177,65 @@ impl Blog {
             db,
             auth,
             admin_email: config.admin_email.map(|e| e.trim().to_lowercase()),
-            sentiment: sentiment.clone(),
+            sentiment,
             cache,
             pages,
             login_limiter,
             inference_proxy,
             behind_proxy: config.behind_proxy,
-            metrics: Metrics::new(),
+            metrics: Metrics::default(),
         });
-        if let Some(client) = sentiment {
-            tokio::spawn(sentiment::backfill_loop(
-                state.clone(),
-                client,
-                config.backfill_interval,
-            ));
-        }
-        Ok(Self { state })
-    }
-
-    /// The API's routes, without a fallback or `/metrics`.
-    pub fn routes(&self) -> Router {
-        http::routes(self.state.clone(), false)
-    }
-
-    /// The standalone service: the routes, `/metrics`, and a JSON 404 for anything else.
-    pub fn router(&self) -> Router {
-        http::routes(self.state.clone(), true).fallback(http::not_found)
+        Ok(Self {
+            state,
+            backfill_interval: config.backfill_interval,
+        })
     }
 }
 
-/// ISO 8601 UTC with milliseconds (`2026-11-28T10:00:00.000Z`) of a millisecond timestamp.
-pub fn iso_millis(millis: i64) -> String {
-    let at = UNIX_EPOCH + std::time::Duration::from_millis(millis.max(0) as u64);
-    humantime::format_rfc3339_millis(at).to_string()
-}
+impl Service for Blog {
+    fn name(&self) -> &'static str {
+        "blog"
+    }
 
-/// Milliseconds since the Unix epoch (timestamps are stored so on both backends).
-pub fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    fn routes(&self) -> Router {
+        http::routes(self.state.clone())
+    }
+
+    fn register_metrics(&self, registry: &mut Registry) {
+        self.state.metrics.register(registry);
+    }
+
+    fn ready(&self) -> BoxFuture<'_, Readiness> {
+        Box::pin(async move {
+            match sqlx::query("SELECT 1").execute(self.state.db.read()).await {
+                Ok(_) => Readiness::ready(),
+                Err(e) => {
+                    // The reason is public (`/readyz`); the error may name hosts.
+                    tracing::warn!("database not reachable: {e}");
+                    Readiness::not_ready("the database does not answer")
+                }
+            }
+        })
+    }
+
+    fn spawn_background(&self, tasks: &Supervisor) {
+        let Some(client) = self.state.sentiment.clone() else {
+            return;
+        };
+        let (state, every) = (self.state.clone(), self.backfill_interval);
+        tasks.spawn("blog", "backfill", false, move |token| {
+            let (state, client) = (state.clone(), client.clone());
+            async move {
+                loop {
+                    tokio::select! {
+                        () = token.cancelled() => return,
+                        () = sentiment::backfill_and_log(&state, &client) => {}
+                    }
+                    if sleep_or_cancelled(&token, every).await {
+                        return;
+                    }
+                }
+            }
+        });
+    }
 }

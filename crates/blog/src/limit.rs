@@ -8,12 +8,14 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use bloginfer_service::common::lock;
+
 /// How many attempts a window allows.
 #[derive(Debug, Clone, Copy)]
 pub struct Limit {
     /// Attempts allowed in a window.
     pub attempts: u32,
-    /// The window.
+    /// How long the count lasts from the first attempt before it starts over.
     pub window: Duration,
 }
 
@@ -65,7 +67,7 @@ impl Store {
     async fn add(&self, key: &str, by: u32, window: Duration) -> Option<(u32, Duration)> {
         match self {
             Self::Memory(map) => {
-                let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
+                let mut map = lock(map);
                 let now = Instant::now();
                 if map.len() > 100_000 {
                     map.retain(|_, (_, ends)| *ends > now);
@@ -75,7 +77,7 @@ impl Store {
                     *entry = (0, now + window);
                 }
                 entry.0 = entry.0.saturating_add(by);
-                Some((entry.0, entry.1 - now))
+                Some((entry.0, entry.1.saturating_duration_since(now)))
             }
             Self::Redis { redis, prefix } => {
                 let mut conn = redis.clone();
@@ -96,7 +98,11 @@ impl Store {
                     .query_async(&mut conn)
                     .await;
                 match answer {
-                    Ok((_, count, ttl)) => Some((count, Duration::from_secs(ttl.max(1) as u64))),
+                    Ok((_, count, ttl)) => {
+                        // TTL is negative for a key without expiry or just gone: say a second.
+                        let left = u64::try_from(ttl.max(1)).unwrap_or(1);
+                        Some((count, Duration::from_secs(left)))
+                    }
                     Err(e) => {
                         tracing::warn!("login rate limit store unreachable, not limiting: {e}");
                         None
@@ -109,7 +115,7 @@ impl Store {
     async fn reset(&self, key: &str) {
         match self {
             Self::Memory(map) => {
-                map.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+                lock(map).remove(key);
             }
             Self::Redis { redis, prefix } => {
                 let mut conn = redis.clone();

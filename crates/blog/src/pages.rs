@@ -20,6 +20,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bloginfer_service::common::lock;
+
 use crate::metrics::Metrics;
 
 /// How long an entry may be served at most.
@@ -51,7 +53,7 @@ pub struct PageCache<T> {
 
 /// A looked-up page: the page to serve, or the generation to store a fresh one under.
 pub enum Lookup<T> {
-    /// Serve this.
+    /// A current entry: serve it as is.
     Hit(Arc<T>),
     /// Render from the database, then [`PageCache::store`] under this generation.
     Miss(u64),
@@ -109,7 +111,7 @@ impl<T> PageCache<T> {
         let Some(generation) = self.current(metrics).await else {
             return Lookup::Bypass;
         };
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let entries = lock(&self.entries);
         match entries.get(key) {
             Some(e) if e.generation == generation && e.stored.elapsed() < MAX_AGE => {
                 metrics.page_cache("hit");
@@ -124,7 +126,7 @@ impl<T> PageCache<T> {
 
     /// Stores a page rendered after [`Lookup::Miss`]`(generation)`.
     pub fn store(&self, key: String, generation: u64, value: Arc<T>) {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let mut entries = lock(&self.entries);
         if entries.len() >= CAPACITY && !entries.contains_key(&key) {
             entries.clear();
         }
@@ -154,10 +156,7 @@ impl<T> PageCache<T> {
                     // Other replicas keep their pages until MAX_AGE; this one drops its own.
                     tracing::warn!("page cache generation not bumped: {e}");
                     metrics.page_cache("error");
-                    self.entries
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .clear();
+                    lock(&self.entries).clear();
                 }
             }
         }

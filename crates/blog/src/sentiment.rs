@@ -1,6 +1,6 @@
 //! Comment sentiment from the inference service, over its HTTP contract
 //! (`POST /v1/sentiment/batch`), with a short timeout: commenting never waits
-//! long for it, and a background task back-fills what was missed.
+//! long for it, and a background loop back-fills what was missed.
 
 use std::time::Duration;
 
@@ -14,9 +14,10 @@ use crate::AppState;
 pub struct Scored {
     /// `positive` or `negative`.
     pub label: String,
-    /// Probability of positive.
+    /// The model's probability that the text is positive.
     pub score: f64,
-    /// The model version that answered.
+    /// The model version that answered, stored with the label so that a
+    /// comment's sentiment can be traced to the model that gave it.
     pub model_version: String,
 }
 
@@ -124,18 +125,13 @@ pub async fn backfill_once(state: &AppState, client: &SentimentClient) -> Result
     Ok(scored.len())
 }
 
-/// Back-fills forever, every `every`.
-pub async fn backfill_loop(
-    state: std::sync::Arc<AppState>,
-    client: SentimentClient,
-    every: Duration,
-) {
-    loop {
-        match backfill_once(&state, &client).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(comments = n, "back-filled comment sentiment"),
-            Err(e) => tracing::debug!("sentiment back-fill postponed: {e}"),
-        }
-        tokio::time::sleep(every).await;
+/// One round of the back-fill loop (which [`crate::Blog`] runs under the
+/// host's supervisor): what it did goes to the log, and a failure only
+/// postpones the comments to the next round.
+pub(crate) async fn backfill_and_log(state: &AppState, client: &SentimentClient) {
+    match backfill_once(state, client).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(comments = n, "back-filled comment sentiment"),
+        Err(e) => tracing::debug!("sentiment back-fill postponed: {e}"),
     }
 }

@@ -1,7 +1,11 @@
-//! `bloginfer`: one binary, one subcommand per workload.
+//! `bloginfer`: one binary, one subcommand per workload. It only wires: each
+//! subcommand turns its flags into a service's configuration, builds the
+//! service and hosts it on the chassis (`crates/service`).
 
+mod args;
 mod commands;
 mod progress;
+mod serve;
 
 // The services allocate many small short-lived objects on several threads
 // (rows, JSON, futures); glibc's malloc spent a fifth of the blog's CPU there.
@@ -18,10 +22,11 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "bloginfer", version, about)]
 struct Cli {
-    /// Model registry directory.
+    /// The model registry: immutable versions and the `current` pointer.
     #[arg(long, global = true, env = "MODEL_DIR", default_value = "./var/models")]
     models_dir: PathBuf,
-    /// Threads for numeric work (training defaults to one: parallelism comes from processes).
+    /// Threads for numeric work (one by default: parallelism comes from
+    /// processes, and thread pools collapse when processes share few cores).
     #[arg(long, global = true, env = "BLOGINFER_THREADS", default_value_t = 1)]
     threads: usize,
     #[command(subcommand)]
@@ -62,6 +67,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // First, while this is the only thread: the thread count lives in the
+    // environment, which must not change once other threads may read it.
+    bloginfer_model::runtime::configure_threads(cli.threads);
+    bloginfer_model::runtime::tune_allocator();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -70,8 +79,6 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    bloginfer_model::runtime::configure_threads(cli.threads);
-    bloginfer_model::runtime::tune_allocator();
     let result = match cli.command {
         Command::Train(args) => commands::train::run(&cli.models_dir, cli.threads, args),
         Command::Eval(args) => commands::eval::run(&cli.models_dir, args),

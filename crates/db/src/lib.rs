@@ -8,11 +8,15 @@
 #![warn(missing_docs)]
 
 use std::borrow::Cow;
+use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
+use secrecy::{ExposeSecret, SecretString};
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::AnyPool;
+use sqlx::ConnectOptions;
 
 /// Which database a URL points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,19 +188,94 @@ fn sqlite_options(max: u32) -> AnyPoolOptions {
     })
 }
 
+/// Where the database is and how to log in: a URL without secrets, and the
+/// password kept apart (from a Kubernetes Secret) until sqlx's own connect
+/// options put it in place.
+#[derive(Clone)]
+pub struct DbOptions {
+    url: String,
+    password: Option<SecretString>,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for DbOptions {
+    // The URL may carry a password after all; the backend is what a log needs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbOptions")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DbOptions {
+    /// `sqlite:path` or `mysql://user@host:3306/database`.
+    pub fn new(url: &str) -> Result<Self, String> {
+        Ok(Self {
+            backend: Backend::of(url)?,
+            url: url.to_string(),
+            password: None,
+        })
+    }
+
+    /// Logs in with `password` (MySQL; SQLite has no login and ignores it).
+    pub fn with_password(mut self, password: SecretString) -> Self {
+        self.password = Some(password);
+        self
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The folder of a SQLite database file, which must exist before the file can.
+    pub fn sqlite_dir(&self) -> Option<PathBuf> {
+        let path = self.url.strip_prefix("sqlite:")?;
+        let path = path.trim_start_matches("//");
+        let path = path.split('?').next().unwrap_or(path);
+        std::path::Path::new(path)
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(PathBuf::from)
+    }
+
+    /// The URL the `Any` driver connects with. A MySQL password goes in through
+    /// `MySqlConnectOptions`, which encodes it; a SQLite file is created when missing.
+    fn any_url(&self) -> Result<String, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => Ok(if self.url.contains("mode=") {
+                self.url.clone()
+            } else {
+                let sep = if self.url.contains('?') { '&' } else { '?' };
+                format!("{}{sep}mode=rwc", self.url)
+            }),
+            Backend::MySql => {
+                let mut options = sqlx::mysql::MySqlConnectOptions::from_str(
+                    &self.url.replace("mariadb:", "mysql:"),
+                )?;
+                // The separate password wins over one in the URL.
+                if let Some(password) = &self.password {
+                    options = options.password(password.expose_secret());
+                }
+                Ok(options.to_url_lossy().to_string())
+            }
+        }
+    }
+}
+
 /// Connects to `url` (creating a SQLite file if needed) and runs pending migrations.
 pub async fn connect(url: &str) -> Result<Db, sqlx::Error> {
+    let options = DbOptions::new(url).map_err(|m| sqlx::Error::Configuration(m.into()))?;
+    connect_with(&options).await
+}
+
+/// Connects as `options` say (creating a SQLite file if needed) and runs pending migrations.
+pub async fn connect_with(options: &DbOptions) -> Result<Db, sqlx::Error> {
     sqlx::any::install_default_drivers();
-    let backend = Backend::of(url).map_err(|m| sqlx::Error::Configuration(m.into()))?;
+    let backend = options.backend;
+    let url = options.any_url()?;
     match backend {
         Backend::Sqlite => {
-            // The default mode would refuse a missing file; rwc creates it.
-            let url = if url.contains("mode=") {
-                url.to_string()
-            } else {
-                let sep = if url.contains('?') { '&' } else { '?' };
-                format!("{url}{sep}mode=rwc")
-            };
             let writer = sqlite_options(1).connect(&url).await?;
             // WAL lets readers proceed while a write commits (a property of the file).
             sqlx::query("PRAGMA journal_mode = WAL")
@@ -211,9 +290,7 @@ pub async fn connect(url: &str) -> Result<Db, sqlx::Error> {
             })
         }
         Backend::MySql => {
-            let pool = pool_options(16)
-                .connect(&url.replace("mariadb:", "mysql:"))
-                .await?;
+            let pool = pool_options(16).connect(&url).await?;
             migrator(backend).run(&pool).await?;
             Ok(Db {
                 reader: pool.clone(),
@@ -240,57 +317,33 @@ pub fn text(row: &sqlx::any::AnyRow, column: &str) -> Result<Option<String>, sql
     }
 }
 
-/// `url` with `password` put into its user part (percent-encoded), so that a
-/// password can come from a secret while the rest of the URL is plain
-/// configuration. SQLite URLs have no user and are returned unchanged.
-pub fn with_password(url: &str, password: &str) -> Result<String, String> {
-    if url.starts_with("sqlite:") {
-        return Ok(url.to_string());
-    }
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return Err(format!("{url:?} is not a URL with a host"));
-    };
-    let (authority_end, _) = rest
-        .char_indices()
-        .find(|(_, c)| *c == '/' || *c == '?')
-        .unwrap_or((rest.len(), ' '));
-    let authority = &rest[..authority_end];
-    let Some((user, host)) = authority.rsplit_once('@') else {
-        return Err("the database URL names no user to go with the password".into());
-    };
-    if user.contains(':') {
-        return Err("the database URL already holds a password".into());
-    }
-    let encoded: String = password
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
-    Ok(format!(
-        "{scheme}://{user}:{encoded}@{host}{}",
-        &rest[authority_end..]
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn passwords_go_into_the_user_part_encoded() {
-        assert_eq!(
-            with_password("mysql://app@db:3306/blog?ssl-mode=disabled", "p@ss:w/rd").as_deref(),
-            Ok("mysql://app:p%40ss%3Aw%2Frd@db:3306/blog?ssl-mode=disabled")
+    fn passwords_are_encoded_by_sqlx_and_kept_out_of_debug() {
+        let password = SecretString::from("p@ss:w/rd");
+        let options = DbOptions::new("mysql://app@db:3306/blog?ssl-mode=disabled")
+            .expect("url")
+            .with_password(password.clone());
+        let url = options.any_url().expect("url");
+        assert!(
+            url.starts_with("mysql://app:p%40ss%3Aw%2Frd@db:3306/blog"),
+            "{url}"
         );
+        assert!(url.contains("ssl-mode=DISABLED"), "{url}");
+        assert!(!format!("{options:?}").contains("p@ss"));
+        let replaced = DbOptions::new("mysql://app:old@db/blog")
+            .expect("url")
+            .with_password(password);
+        assert!(!replaced.any_url().expect("url").contains("old"));
         assert_eq!(
-            with_password("sqlite://var/blog.db", "x").as_deref(),
-            Ok("sqlite://var/blog.db")
+            DbOptions::new("sqlite://var/blog.db")
+                .expect("url")
+                .sqlite_dir(),
+            Some(PathBuf::from("var"))
         );
-        assert!(with_password("mysql://db:3306/blog", "x").is_err());
-        assert!(with_password("mysql://app:old@db/blog", "x").is_err());
+        assert!(DbOptions::new("postgres://x").is_err());
     }
 }

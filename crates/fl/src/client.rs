@@ -18,10 +18,13 @@ use crate::error::{FlError, Result};
 use crate::local::{round_seed, train_round};
 use crate::params::ParamSet;
 use crate::protocol::{
-    ErrorBody, RegisterRequest, RunPlan, Task, UpdateAccepted, UpdateHeader, WeightsHeader,
-    SPARSE_PARAMS, UPDATE_KIND, WEIGHTS_KIND,
+    RegisterRequest, RunPlan, Task, UpdateAccepted, UpdateHeader, WeightsHeader, SPARSE_PARAMS,
+    UPDATE_KIND, WEIGHTS_KIND,
 };
+use crate::spec::WorkerDir;
 use crate::wire::{self, WireSet};
+use bloginfer_service::error::ErrorEnvelope;
+use secrecy::{ExposeSecret, SecretString};
 
 /// A deliberate misbehaviour, for testing the aggregator's defences.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -64,8 +67,8 @@ impl FromStr for Fault {
 pub struct WorkerConfig {
     /// Aggregator base URL, e.g. `http://127.0.0.1:7000`.
     pub aggregator: String,
-    /// Run token.
-    pub token: String,
+    /// Its credential.
+    pub token: SecretString,
     /// This worker's id.
     pub worker_id: String,
     /// Its own shard (`label<TAB>text` TSV).
@@ -78,6 +81,30 @@ pub struct WorkerConfig {
     pub fault: Fault,
     /// The run this worker was started for; an aggregator of another run is refused.
     pub expected_run: Option<String>,
+}
+
+impl WorkerConfig {
+    /// A worker of the run whose folder is `dir` (identity, shard, token), talking
+    /// to the aggregator at `aggregator`.
+    pub fn from_dir(
+        aggregator: String,
+        dir: &WorkerDir,
+        threads: usize,
+        max_unreachable: Duration,
+        fault: Fault,
+    ) -> Result<Self> {
+        let identity = dir.read_identity()?;
+        Ok(Self {
+            aggregator,
+            token: dir.read_token()?.into(),
+            worker_id: identity.worker_id,
+            shard: dir.shard(),
+            threads,
+            max_unreachable,
+            fault,
+            expected_run: Some(identity.run_id),
+        })
+    }
 }
 
 /// What a worker did.
@@ -98,7 +125,7 @@ pub struct WorkerSummary {
 struct Connection {
     http: reqwest::Client,
     base: String,
-    token: String,
+    token: SecretString,
     max_unreachable: Duration,
 }
 
@@ -127,7 +154,10 @@ impl Connection {
         let first_failure = Instant::now();
         let mut delay = Duration::from_millis(200);
         loop {
-            let attempt = build(&self.http).bearer_auth(&self.token).send().await;
+            let attempt = build(&self.http)
+                .bearer_auth(self.token.expose_secret())
+                .send()
+                .await;
             let transient = match attempt {
                 Ok(resp) if matches!(resp.status().as_u16(), 502..=504) => {
                     format!("status {}", resp.status())
@@ -150,7 +180,7 @@ impl Connection {
     async fn refusal(resp: reqwest::Response) -> FlError {
         let status = resp.status().as_u16();
         let body = resp.bytes().await.unwrap_or_default();
-        match serde_json::from_slice::<ErrorBody>(&body) {
+        match serde_json::from_slice::<ErrorEnvelope>(&body) {
             Ok(e) => FlError::Refused {
                 status,
                 code: e.error.code,

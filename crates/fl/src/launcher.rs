@@ -1,7 +1,9 @@
-//! The local launcher behind `bloginfer fl run`: writes one shard file per
-//! worker (the validation split stays with the aggregator), starts the
-//! aggregator and the workers as child processes of the same binary on
-//! loopback, reports progress, and stops every child on Ctrl-C or failure.
+//! Runs prepared and launched on this machine. [`prepare`] writes a run
+//! directory (see [`crate::spec`]) from training data; [`LocalLauncher`]
+//! starts its aggregator and one worker per shard as child processes of this
+//! same binary on loopback, and [`LocalRun`] follows them. `bloginfer fl run`
+//! and the orchestrator's local launcher both go through here, so a run is
+//! started one way whoever starts it.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -10,29 +12,12 @@ use std::time::{Duration, Instant};
 use bloginfer_model::data::Example;
 use bloginfer_model::ModelConfig;
 use bloginfer_text::Vocab;
-use rand::Rng;
 use tokio::process::{Child, Command};
 
 use crate::error::{FlError, Result};
 use crate::partition::{partition, write_tsv, Partition};
 use crate::protocol::RunStatus;
-
-/// The files a run needs, written by [`prepare`].
-#[derive(Debug, Clone)]
-pub struct RunFiles {
-    /// The run's working directory.
-    pub dir: PathBuf,
-    /// One shard per worker.
-    pub shards: Vec<PathBuf>,
-    /// The aggregator's validation data.
-    pub validation: PathBuf,
-    /// Shared vocabulary (JSON token list).
-    pub vocab: PathBuf,
-    /// Model architecture (JSON).
-    pub model_config: PathBuf,
-    /// Samples per shard.
-    pub shard_sizes: Vec<usize>,
-}
+use crate::spec::{write_json, RunDir, RunSpec, WorkerDir, WorkerIdentity, WorkerSpec};
 
 /// How training data is cut into worker shards.
 #[derive(Debug, Clone, Copy)]
@@ -45,82 +30,105 @@ pub struct Sharding {
     pub seed: u64,
 }
 
-/// Writes shards, validation data, vocabulary and model config into `dir`.
-/// The vocabulary comes from the data owner that makes the shards (the
-/// launcher or orchestrator) and is shipped to workers as part of the model.
-pub fn prepare(
-    dir: &Path,
-    train: &[Example],
-    validation: &[Example],
-    vocab: &Vocab,
-    model: &ModelConfig,
-    sharding: Sharding,
-) -> Result<RunFiles> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| FlError::io(format!("cannot create {}", dir.display()), e))?;
-    let shards = partition(train, sharding.workers, sharding.partition, sharding.seed)?;
-    let mut paths = Vec::with_capacity(sharding.workers);
-    for (i, shard) in shards.iter().enumerate() {
-        let path = dir.join(format!("shard-{i}.tsv"));
-        write_tsv(&path, shard)?;
-        paths.push(path);
-    }
-    let validation_path = dir.join("validation.tsv");
-    write_tsv(&validation_path, validation)?;
-    let write_json = |name: &str, value: &dyn erased::Json| -> Result<PathBuf> {
-        let path = dir.join(name);
-        std::fs::write(&path, value.to_json()?)
-            .map_err(|e| FlError::io(format!("cannot write {}", path.display()), e))?;
-        Ok(path)
-    };
-    let mut model = model.clone();
-    model.vocab_size = vocab.len();
-    Ok(RunFiles {
-        dir: dir.to_path_buf(),
-        shards: paths,
-        validation: validation_path,
-        vocab: write_json("vocab.json", vocab)?,
-        model_config: write_json("model.json", &model)?,
-        shard_sizes: shards.iter().map(Vec::len).collect(),
+/// Writes a file only its owner may read.
+fn write_secret(path: &Path, secret: &str) -> Result<()> {
+    bloginfer_common::write_private(path, secret.as_bytes())
+        .map_err(|e| FlError::io(format!("cannot write {}", path.display()), e))
+}
+
+/// Writes worker `id`'s folder: its shard, who it is, and its token. Returns
+/// the worker as the run description lists it.
+pub fn write_worker(
+    dir: &RunDir,
+    run_id: &str,
+    id: &str,
+    shard: &[Example],
+    token: &str,
+) -> Result<WorkerSpec> {
+    let folder = dir.worker(id);
+    std::fs::create_dir_all(&folder)
+        .map_err(|e| FlError::io(format!("cannot create {}", folder.display()), e))?;
+    let worker = WorkerDir::new(&folder);
+    write_tsv(&worker.shard(), shard)?;
+    write_json(
+        &worker.identity(),
+        &WorkerIdentity {
+            run_id: run_id.to_string(),
+            worker_id: id.to_string(),
+        },
+    )?;
+    write_secret(&worker.token(), token)?;
+    Ok(WorkerSpec {
+        id: id.to_string(),
+        samples: u64::try_from(shard.len()).unwrap_or(u64::MAX),
     })
 }
 
-mod erased {
-    use crate::error::{FlError, Result};
-    pub trait Json {
-        fn to_json(&self) -> Result<String>;
-    }
-    impl<T: serde::Serialize> Json for T {
-        fn to_json(&self) -> Result<String> {
-            serde_json::to_string(self).map_err(|e| FlError::Invalid(e.to_string()))
-        }
-    }
+/// Writes the model files of a fresh model (architecture and vocabulary; the
+/// vocabulary's size becomes the architecture's), the validation data and the
+/// run token.
+pub fn write_run_files(
+    dir: &RunDir,
+    model: &ModelConfig,
+    vocab: &Vocab,
+    validation: &[Example],
+    token: &str,
+) -> Result<()> {
+    std::fs::create_dir_all(dir.path())
+        .map_err(|e| FlError::io(format!("cannot create {}", dir.path().display()), e))?;
+    let mut model = model.clone();
+    model.vocab_size = vocab.len();
+    write_json(&dir.model_config(), &model)?;
+    write_json(&dir.vocab(), vocab)?;
+    write_tsv(&dir.validation(), validation)?;
+    write_secret(&dir.token(), token)
 }
 
-/// A fresh random run token (hex).
-pub fn random_token() -> String {
-    let bytes: [u8; 24] = rand::rng().random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// What goes into a run prepared from one data set.
+pub struct RunData<'a> {
+    /// Training examples, to be cut into shards.
+    pub train: &'a [Example],
+    /// Held-out examples the aggregator evaluates on.
+    pub validation: &'a [Example],
+    /// The shared vocabulary (built by the data owner that cuts the shards).
+    pub vocab: &'a Vocab,
+    /// The architecture.
+    pub model: &'a ModelConfig,
 }
 
-/// How to launch a prepared run.
+/// Writes the run directory `dir` for `spec`: the training data cut into one
+/// shard per worker, the model files, a fresh run token and `run.json` (whose
+/// worker list comes from the shards). Returns the spec as written.
+pub fn prepare(
+    dir: &RunDir,
+    data: &RunData<'_>,
+    sharding: Sharding,
+    mut spec: RunSpec,
+) -> Result<RunSpec> {
+    let token = bloginfer_common::random_hex(24);
+    write_run_files(dir, data.model, data.vocab, data.validation, &token)?;
+    let shards = partition(
+        data.train,
+        sharding.workers,
+        sharding.partition,
+        sharding.seed,
+    )?;
+    spec.workers = shards
+        .iter()
+        .enumerate()
+        .map(|(i, shard)| write_worker(dir, &spec.run_id, &i.to_string(), shard, &token))
+        .collect::<Result<_>>()?;
+    dir.write_spec(&spec)?;
+    Ok(spec)
+}
+
+/// Starts runs as child processes of the `bloginfer` binary.
 #[derive(Debug, Clone)]
-pub struct Launch {
-    /// The `bloginfer` binary.
-    pub exe: PathBuf,
-    /// Prepared files.
-    pub files: RunFiles,
-    /// Run id.
-    pub run_id: String,
-    /// Run token.
-    pub token: String,
-    /// Model registry.
-    pub models_dir: PathBuf,
-    /// Flags for `bloginfer aggregator` beyond the ones the launcher sets
-    /// (rounds, strategy, sampling, ...).
-    pub aggregator_args: Vec<String>,
-    /// Threads per worker process.
-    pub worker_threads: usize,
+pub struct LocalLauncher {
+    exe: PathBuf,
+    models_dir: PathBuf,
+    worker_threads: usize,
+    aggregator_threads: usize,
 }
 
 /// Hooks for showing progress.
@@ -129,7 +137,7 @@ pub trait LaunchProgress {
     fn status(&mut self, status: &RunStatus, elapsed: Duration);
 }
 
-/// What a finished launch produced.
+/// What a finished run produced.
 #[derive(Debug, Clone)]
 pub struct LaunchOutcome {
     /// The aggregator's final status.
@@ -140,34 +148,101 @@ pub struct LaunchOutcome {
     pub seconds: f64,
 }
 
-fn log_file(dir: &Path, name: &str) -> Result<std::fs::File> {
-    let path = dir.join(name);
-    std::fs::File::create(&path)
-        .map_err(|e| FlError::io(format!("cannot create {}", path.display()), e))
+/// How a local run is doing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunState {
+    /// Still going.
+    Running,
+    /// The aggregator finished successfully (its result file holds the outcome).
+    Finished,
+    /// It failed, and why.
+    Failed(String),
 }
 
-fn spawn(exe: &Path, args: &[String], log: std::fs::File, token: &str) -> Result<Child> {
-    let err = log
-        .try_clone()
-        .map_err(|e| FlError::io("cannot duplicate a log handle", e))?;
-    Command::new(exe)
-        .args(args)
-        .env("FL_RUN_TOKEN", token)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(log))
-        .stderr(Stdio::from(err))
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| FlError::io(format!("cannot start {}", exe.display()), e))
+/// A run's processes.
+pub struct LocalRun {
+    dir: RunDir,
+    url: String,
+    aggregator: Child,
+    workers: Vec<Child>,
+}
+
+impl LocalLauncher {
+    /// Launches `exe`; the aggregator publishes to `models_dir`, each worker
+    /// trains with `worker_threads`, the aggregator evaluates with `aggregator_threads`.
+    pub fn new(
+        exe: PathBuf,
+        models_dir: PathBuf,
+        worker_threads: usize,
+        aggregator_threads: usize,
+    ) -> Self {
+        Self {
+            exe,
+            models_dir,
+            worker_threads: worker_threads.max(1),
+            aggregator_threads: aggregator_threads.max(1),
+        }
+    }
+
+    fn spawn(&self, args: &[String], log: &Path) -> Result<Child> {
+        let out = std::fs::File::create(log)
+            .map_err(|e| FlError::io(format!("cannot create {}", log.display()), e))?;
+        let err = out
+            .try_clone()
+            .map_err(|e| FlError::io("cannot duplicate a log handle", e))?;
+        Command::new(&self.exe)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| FlError::io(format!("cannot start {}", self.exe.display()), e))
+    }
+
+    /// Starts the aggregator of the run prepared in `dir` (it resumes from
+    /// the run's state when there is one), waits until it listens, then starts
+    /// one worker per worker folder.
+    pub async fn start(&self, dir: &RunDir) -> Result<LocalRun> {
+        let spec = dir.read_spec()?;
+        let path = |p: &Path| p.display().to_string();
+        let addr_file = dir.aggregator_addr();
+        let _ = std::fs::remove_file(&addr_file);
+        let args = vec![
+            format!("--models-dir={}", path(&self.models_dir)),
+            format!("--threads={}", self.aggregator_threads),
+            "aggregator".into(),
+            format!("--run-dir={}", path(dir.path())),
+            "--listen=127.0.0.1:0".into(),
+            format!("--addr-file={}", path(&addr_file)),
+        ];
+        let mut aggregator = self.spawn(&args, &dir.log("aggregator"))?;
+        let url = format!(
+            "http://{}",
+            wait_for_addr(&addr_file, &mut aggregator, Duration::from_secs(120)).await?
+        );
+        let mut workers = Vec::with_capacity(spec.workers.len());
+        for worker in &spec.workers {
+            let args = vec![
+                format!("--threads={}", self.worker_threads),
+                "worker".into(),
+                format!("--aggregator={url}"),
+                format!("--worker-dir={}", path(&dir.worker(&worker.id))),
+            ];
+            workers.push(self.spawn(&args, &dir.log(&format!("worker-{}", worker.id)))?);
+        }
+        Ok(LocalRun {
+            dir: dir.clone(),
+            url,
+            aggregator,
+            workers,
+        })
+    }
 }
 
 /// Waits for a starting aggregator to write its bound address to `path`;
 /// fails if it exits first or takes longer than `patience`.
-pub async fn wait_for_addr(
-    path: &Path,
-    aggregator: &mut Child,
-    patience: Duration,
-) -> Result<String> {
+async fn wait_for_addr(path: &Path, aggregator: &mut Child, patience: Duration) -> Result<String> {
     let start = Instant::now();
     loop {
         if let Ok(addr) = std::fs::read_to_string(path) {
@@ -190,128 +265,123 @@ pub async fn wait_for_addr(
     }
 }
 
-/// Starts the aggregator and one worker per shard, follows the run until the
-/// aggregator exits, and returns the final model's version. Ctrl-C stops all
-/// children (they are killed when dropped).
-pub async fn launch(plan: &Launch, progress: &mut dyn LaunchProgress) -> Result<LaunchOutcome> {
-    let started = Instant::now();
-    let dir = &plan.files.dir;
-    let addr_file = dir.join("aggregator.addr");
-    let result_file = dir.join("result.json");
-    let _ = std::fs::remove_file(&addr_file);
-    let _ = std::fs::remove_file(&result_file);
-    let s = |p: &Path| p.display().to_string();
-    // Workers sit idle while the aggregator evaluates, so it may use every core.
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut args = vec![
-        "--models-dir".to_string(),
-        s(&plan.models_dir),
-        format!("--threads={cores}"),
-        "aggregator".into(),
-        "--listen".into(),
-        "127.0.0.1:0".into(),
-        "--addr-file".into(),
-        s(&addr_file),
-        "--run-id".into(),
-        plan.run_id.clone(),
-        "--model-config".into(),
-        s(&plan.files.model_config),
-        "--vocab".into(),
-        s(&plan.files.vocab),
-        "--validation".into(),
-        s(&plan.files.validation),
-        "--state-dir".into(),
-        s(&dir.join("state")),
-        "--result-file".into(),
-        s(&result_file),
-    ];
-    args.extend(plan.aggregator_args.iter().cloned());
-    let mut aggregator = spawn(
-        &plan.exe,
-        &args,
-        log_file(dir, "aggregator.log")?,
-        &plan.token,
-    )?;
-    let addr = tokio::select! {
-        addr = wait_for_addr(&addr_file, &mut aggregator, Duration::from_secs(60)) => addr?,
-        _ = tokio::signal::ctrl_c() => return Err(FlError::Interrupted),
-    };
-    let url = format!("http://{addr}");
-    let mut workers = Vec::new();
-    for (i, shard) in plan.files.shards.iter().enumerate() {
-        let args = vec![
-            "--threads".to_string(),
-            plan.worker_threads.to_string(),
-            "worker".into(),
-            "--aggregator".into(),
-            url.clone(),
-            "--worker-id".into(),
-            i.to_string(),
-            "--shard".into(),
-            s(shard),
-        ];
-        workers.push(spawn(
-            &plan.exe,
-            &args,
-            log_file(dir, &format!("worker-{i}.log"))?,
-            &plan.token,
-        )?);
+impl LocalRun {
+    /// The aggregator's base URL.
+    pub fn url(&self) -> &str {
+        &self.url
     }
-    let http = reqwest::Client::builder()
-        .http2_prior_knowledge()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|e| FlError::Config(e.to_string()))?;
-    let exit = loop {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {
-                return Err(FlError::Interrupted);
-            }
-            exit = aggregator.wait() => break exit.map_err(|e| FlError::io("waiting for the aggregator", e))?,
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {
-                let polled = http.get(format!("{url}/v1/status")).bearer_auth(&plan.token).send().await;
-                if let Ok(resp) = polled {
-                    if let Ok(status) = resp.json::<RunStatus>().await {
-                        progress.status(&status, started.elapsed());
-                    }
-                }
-                if !workers.is_empty() && workers.iter_mut().all(|w| matches!(w.try_wait(), Ok(Some(code)) if !code.success())) {
-                    return Err(FlError::Process("every worker failed; see the worker logs".into()));
-                }
-            }
-        }
-    };
-    // Workers exit on their own once told the run is over.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    for (i, w) in workers.iter_mut().enumerate() {
-        match tokio::time::timeout_at(deadline, w.wait()).await {
-            Ok(Ok(code)) if !code.success() => {
-                tracing::warn!(worker = i, %code, "worker exited with an error")
-            }
-            Ok(_) => {}
-            Err(_) => {
-                tracing::warn!(worker = i, "worker did not exit; stopping it");
-                let _ = w.kill().await;
+
+    /// Process ids: the aggregator's and the workers'.
+    pub fn pids(&self) -> (u32, Vec<u32>) {
+        (
+            self.aggregator.id().unwrap_or(0),
+            self.workers.iter().filter_map(Child::id).collect(),
+        )
+    }
+
+    /// How the run is doing now (does not wait).
+    pub fn poll(&mut self) -> Result<RunState> {
+        let aggregator = self
+            .aggregator
+            .try_wait()
+            .map_err(|e| FlError::io("waiting for the aggregator", e))?;
+        match aggregator {
+            Some(status) if status.success() => Ok(RunState::Finished),
+            Some(status) => Ok(RunState::Failed(format!(
+                "the aggregator failed ({status}); see {}",
+                self.dir.log("aggregator").display()
+            ))),
+            None => {
+                let every_worker_failed = !self.workers.is_empty()
+                    && self
+                        .workers
+                        .iter_mut()
+                        .all(|w| matches!(w.try_wait(), Ok(Some(s)) if !s.success()));
+                Ok(if every_worker_failed {
+                    RunState::Failed("every worker failed; see the worker logs".into())
+                } else {
+                    RunState::Running
+                })
             }
         }
     }
-    if !exit.success() {
-        return Err(FlError::Process(format!(
-            "the aggregator failed ({exit}); see {}",
-            dir.join("aggregator.log").display()
-        )));
+
+    /// Waits up to `within` for the workers to exit on their own (they do once
+    /// told the run is over), then stops the rest.
+    pub async fn reap_workers(&mut self, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        for (i, w) in self.workers.iter_mut().enumerate() {
+            match tokio::time::timeout_at(deadline, w.wait()).await {
+                Ok(Ok(code)) if !code.success() => {
+                    tracing::warn!(worker = i, %code, "worker exited with an error");
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    tracing::warn!(worker = i, "worker did not exit; stopping it");
+                    let _ = w.kill().await;
+                }
+            }
+        }
     }
-    let raw = std::fs::read_to_string(&result_file)
-        .map_err(|e| FlError::io(format!("cannot read {}", result_file.display()), e))?;
-    let status: RunStatus = serde_json::from_str(&raw)
-        .map_err(|e| FlError::Invalid(format!("{}: {e}", result_file.display())))?;
-    let version = status.version.clone().ok_or_else(|| {
-        FlError::Process("the aggregator finished without storing a model".into())
-    })?;
-    progress.status(&status, started.elapsed());
-    Ok(LaunchOutcome {
-        status,
-        version,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+
+    /// Stops every process of the run.
+    pub async fn stop(&mut self) {
+        let _ = self.aggregator.kill().await;
+        for w in &mut self.workers {
+            let _ = w.kill().await;
+        }
+    }
+
+    /// Follows the run to its end, showing each new status; Ctrl-C stops it.
+    /// Returns the final model's version.
+    pub async fn follow(&mut self, progress: &mut dyn LaunchProgress) -> Result<LaunchOutcome> {
+        let started = Instant::now();
+        let mut last_seen = None;
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {
+                    self.stop().await;
+                    return Err(FlError::Interrupted);
+                }
+                () = tokio::time::sleep(Duration::from_millis(250)) => {}
+            }
+            if let Some(status) = read_status(&self.dir.status(), &mut last_seen) {
+                progress.status(&status, started.elapsed());
+            }
+            match self.poll()? {
+                RunState::Running => {}
+                RunState::Failed(why) => {
+                    self.stop().await;
+                    return Err(FlError::Process(why));
+                }
+                RunState::Finished => break,
+            }
+        }
+        self.reap_workers(Duration::from_secs(30)).await;
+        let result = self.dir.result();
+        let raw = std::fs::read(&result)
+            .map_err(|e| FlError::io(format!("cannot read {}", result.display()), e))?;
+        let status: RunStatus = serde_json::from_slice(&raw)
+            .map_err(|e| FlError::Invalid(format!("{}: {e}", result.display())))?;
+        let version = status.version.clone().ok_or_else(|| {
+            FlError::Process("the aggregator finished without storing a model".into())
+        })?;
+        progress.status(&status, started.elapsed());
+        Ok(LaunchOutcome {
+            status,
+            version,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+/// The status file's content when it changed since `last_seen` (its modification time).
+fn read_status(path: &Path, last_seen: &mut Option<std::time::SystemTime>) -> Option<RunStatus> {
+    let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok()?;
+    if *last_seen == Some(modified) {
+        return None;
+    }
+    let status = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    *last_seen = Some(modified);
+    Some(status)
 }

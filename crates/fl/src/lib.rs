@@ -11,10 +11,12 @@
 //! - [`protocol`]: the JSON messages and routes;
 //! - [`strategy`]: aggregation and server optimisers;
 //! - [`local`]: a worker's local training for one round;
+//! - [`spec`]: a run described as data (`run.json`) and its directory's layout;
 //! - [`server`]: the aggregator service (round state machine, persistence, metrics);
 //! - [`client`]: the worker loop, with retries;
 //! - [`partition`]: IID and Dirichlet shards;
-//! - [`launcher`]: the local launcher behind `bloginfer fl run`.
+//! - [`launcher`]: preparing a run directory, and running it as local
+//!   processes (`bloginfer fl run` and the orchestrator's local launcher).
 
 #![warn(missing_docs)]
 
@@ -26,6 +28,7 @@ pub mod params;
 pub mod partition;
 pub mod protocol;
 pub mod server;
+pub mod spec;
 pub mod strategy;
 pub mod wire;
 

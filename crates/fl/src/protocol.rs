@@ -9,9 +9,9 @@
 //! | POST | `/v1/rounds/{round}/update` | `update` message ([`UpdateHeader`]) | [`UpdateAccepted`] |
 //! | GET | `/v1/status` | - | [`RunStatus`] |
 //!
-//! Every request carries `Authorization: Bearer <run token>`. Errors are
-//! [`ErrorBody`] with a status: 401 bad token, 409 stale or unexpected round,
-//! 422 invalid update, 404 unknown path.
+//! Every request carries `Authorization: Bearer <run token>`. Errors are the
+//! chassis's `{"error": {"code", "message"}}` with a status: 401 bad token,
+//! 409 stale or unexpected round, 422 invalid update, 404 unknown path.
 
 use bloginfer_model::ModelConfig;
 use bloginfer_text::Vocab;
@@ -186,20 +186,4 @@ pub struct RunStatus {
     pub version: Option<String>,
     /// Why the run failed.
     pub error: Option<String>,
-}
-
-/// Every error answer.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ErrorBody {
-    /// The error.
-    pub error: ErrorDetail,
-}
-
-/// An error's code and message.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ErrorDetail {
-    /// Machine-readable, snake_case.
-    pub code: String,
-    /// For humans.
-    pub message: String,
 }

@@ -6,13 +6,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bloginfer_model::Prediction;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use bloginfer_model::{ModelFollower, Prediction};
+use bloginfer_service::CancellationToken;
+use tokio::sync::{mpsc, oneshot, Mutex, Semaphore};
 use tokio::time::Instant;
 
 use crate::error::InferError;
 use crate::metrics::Metrics;
-use crate::store::ModelStore;
 
 /// Batching and queueing limits.
 #[derive(Debug, Clone)]
@@ -49,17 +49,37 @@ pub struct Batcher {
     metrics: Arc<Metrics>,
 }
 
+/// The other end: gathers queued requests into batches and runs them. It is a
+/// background task of the service; the queue outlives a restart of it.
+#[derive(Clone)]
+pub struct Collector {
+    config: BatchConfig,
+    rx: Arc<Mutex<mpsc::Receiver<Job>>>,
+    follower: Arc<ModelFollower>,
+    metrics: Arc<Metrics>,
+}
+
 impl Batcher {
-    /// Starts the collector task on the current runtime.
-    pub fn start(config: BatchConfig, store: Arc<ModelStore>, metrics: Arc<Metrics>) -> Self {
+    /// The queue and its collector (which runs once spawned).
+    pub fn new(
+        config: BatchConfig,
+        follower: Arc<ModelFollower>,
+        metrics: Arc<Metrics>,
+    ) -> (Self, Collector) {
         let capacity = config.queue_capacity.max(1);
         let (tx, rx) = mpsc::channel(capacity);
-        tokio::spawn(collect(config, rx, store, metrics.clone()));
-        Self {
+        let batcher = Self {
             tx,
             capacity,
+            metrics: metrics.clone(),
+        };
+        let collector = Collector {
+            config,
+            rx: Arc::new(Mutex::new(rx)),
+            follower,
             metrics,
-        }
+        };
+        (batcher, collector)
     }
 
     /// Predicts `texts` as part of some batch.
@@ -71,18 +91,30 @@ impl Batcher {
                 mpsc::error::TrySendError::Full(_) => InferError::Overloaded,
                 mpsc::error::TrySendError::Closed(_) => InferError::ShuttingDown,
             })?;
+        let waiting = self.capacity.saturating_sub(self.tx.capacity());
         self.metrics
             .queue_depth
-            .set((self.capacity - self.tx.capacity()) as i64);
+            .set(i64::try_from(waiting).unwrap_or(i64::MAX));
         rx.await.map_err(|_| InferError::ShuttingDown)?
     }
 }
 
+impl Collector {
+    /// Runs batches until `token` is cancelled (after the server drained).
+    pub async fn run(self, token: CancellationToken) {
+        let mut rx = self.rx.lock().await;
+        tokio::select! {
+            () = token.cancelled() => {}
+            () = collect(&self.config, &mut rx, &self.follower, &self.metrics) => {}
+        }
+    }
+}
+
 async fn collect(
-    config: BatchConfig,
-    mut rx: mpsc::Receiver<Job>,
-    store: Arc<ModelStore>,
-    metrics: Arc<Metrics>,
+    config: &BatchConfig,
+    rx: &mut mpsc::Receiver<Job>,
+    follower: &Arc<ModelFollower>,
+    metrics: &Arc<Metrics>,
 ) {
     let max_batch = config.max_batch.max(1);
     let pool = Arc::new(Semaphore::new(config.compute_workers.max(1)));
@@ -114,17 +146,19 @@ async fn collect(
             }
         };
         let Ok(permit) = permit else { return };
-        metrics.queue_depth.set(rx.len() as i64);
-        let (store, metrics) = (store.clone(), metrics.clone());
+        metrics
+            .queue_depth
+            .set(i64::try_from(rx.len()).unwrap_or(i64::MAX));
+        let (follower, metrics) = (follower.clone(), metrics.clone());
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            run_batch(&store, &metrics, jobs);
+            run_batch(&follower, &metrics, jobs);
         });
     }
 }
 
-fn run_batch(store: &ModelStore, metrics: &Metrics, jobs: Vec<Job>) {
-    let Some(model) = store.get() else {
+fn run_batch(follower: &ModelFollower, metrics: &Metrics, jobs: Vec<Job>) {
+    let Some(model) = follower.get() else {
         for job in jobs {
             let _ = job.reply.send(Err(InferError::NotReady));
         }
@@ -134,7 +168,9 @@ fn run_batch(store: &ModelStore, metrics: &Metrics, jobs: Vec<Job>) {
         .iter()
         .flat_map(|j| j.texts.iter().map(String::as_str))
         .collect();
-    metrics.batch_size.observe(texts.len() as f64);
+    metrics
+        .batch_size
+        .observe(f64::from(u32::try_from(texts.len()).unwrap_or(u32::MAX)));
     match model.predictor.predict(&texts) {
         Ok(predictions) => {
             let mut rest = predictions.into_iter();
@@ -147,7 +183,7 @@ fn run_batch(store: &ModelStore, metrics: &Metrics, jobs: Vec<Job>) {
             }
         }
         Err(e) => {
-            tracing::error!("prediction failed: {e}");
+            // Logged once per request through the 5xx cause.
             for job in jobs {
                 let _ = job.reply.send(Err(InferError::Prediction(e.to_string())));
             }

@@ -1,4 +1,6 @@
-//! The crate's error type.
+//! What can go wrong serving predictions, and how each answers.
+
+use bloginfer_service::ServiceError;
 
 /// What can go wrong serving predictions.
 #[derive(Debug, thiserror::Error)]
@@ -18,4 +20,15 @@ pub enum InferError {
     /// The prediction itself failed.
     #[error("prediction failed: {0}")]
     Prediction(String),
+}
+
+impl From<InferError> for ServiceError {
+    fn from(e: InferError) -> Self {
+        match e {
+            InferError::NotReady => Self::unavailable("model_not_ready", e.to_string()),
+            InferError::Overloaded => Self::unavailable("overloaded", e.to_string()),
+            InferError::ShuttingDown => Self::unavailable("shutting_down", e.to_string()),
+            InferError::Model(_) | InferError::Prediction(_) => Self::internal(e),
+        }
+    }
 }

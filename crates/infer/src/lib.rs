@@ -1,14 +1,14 @@
 //! Online sentiment inference as an HTTP service.
 //!
-//! - [`store`]: the served model, hot reload from the registry's current pointer
-//!   (or a pinned version), broken versions refused;
 //! - [`batcher`]: micro-batching with a bounded queue and a bounded compute pool;
-//! - [`http`]: the routes and the one JSON error format;
+//! - [`http`]: the routes;
 //! - [`metrics`]: Prometheus metrics and rolling statistics;
 //! - [`openapi`]: the OpenAPI document.
 //!
-//! [`InferService`] wires them; its [`InferService::router`] can be served
-//! alone (`bloginfer infer`) or merged into the all-in-one process.
+//! [`Inference`] is the service facade: built from an [`InferConfig`], hosted
+//! alone (`bloginfer infer`) or beside the blog and the orchestrator
+//! (`bloginfer up`). The model itself is a [`ModelFollower`] of the registry,
+//! which the labeler of the same process shares.
 
 #![warn(missing_docs)]
 
@@ -17,21 +17,22 @@ mod error;
 pub mod http;
 pub mod metrics;
 pub mod openapi;
-pub mod store;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use bloginfer_model::Registry;
+use bloginfer_model::{ModelFollower, Registry, Reload};
+use bloginfer_service::tasks::sleep_or_cancelled;
+use bloginfer_service::{BoxFuture, Readiness, Service, Supervisor};
+use prometheus_client::registry::Registry as MetricsRegistry;
 
 pub use batcher::BatchConfig;
 pub use error::InferError;
 
-use crate::batcher::Batcher;
+use crate::batcher::{Batcher, Collector};
 use crate::metrics::Metrics;
-use crate::store::{ModelStore, Reload};
 
 /// Settings of the inference service.
 #[derive(Debug, Clone)]
@@ -51,7 +52,7 @@ pub struct InferConfig {
 /// State shared by the handlers.
 pub struct Shared {
     /// The served model.
-    pub store: Arc<ModelStore>,
+    pub follower: Arc<ModelFollower>,
     /// The batching pipeline.
     pub batcher: Batcher,
     /// Metrics.
@@ -60,80 +61,91 @@ pub struct Shared {
     pub max_body_bytes: usize,
 }
 
-/// The inference service: model store, batcher, reloader.
+/// The inference service.
 #[derive(Clone)]
-pub struct InferService {
+pub struct Inference {
     shared: Arc<Shared>,
+    collector: Collector,
     reload_interval: Duration,
 }
 
-impl InferService {
-    /// Opens the registry and starts the batcher (needs a Tokio runtime).
-    /// No model needs to exist yet: readiness waits for one.
-    pub fn start(config: InferConfig) -> Result<Self, InferError> {
+impl Inference {
+    /// Opens the registry. No model needs to exist yet: readiness waits for
+    /// one. Nothing runs until the host spawns the background tasks.
+    pub fn build(config: InferConfig) -> Result<Self, InferError> {
         let registry = Registry::open(&config.models_dir)?;
-        let store = Arc::new(ModelStore::new(registry, config.pinned_version.clone()));
+        let follower = Arc::new(ModelFollower::new(registry, config.pinned_version.clone()));
         let metrics = Arc::new(Metrics::new());
-        let batcher = Batcher::start(config.batching.clone(), store.clone(), metrics.clone());
+        let (batcher, collector) =
+            Batcher::new(config.batching.clone(), follower.clone(), metrics.clone());
         Ok(Self {
             shared: Arc::new(Shared {
-                store,
+                follower,
                 batcher,
                 metrics,
                 max_body_bytes: config.max_body_bytes,
             }),
+            collector,
             reload_interval: config.reload_interval,
         })
     }
 
-    /// The routes, with no fallback (for merging into a larger app).
-    pub fn routes(&self) -> Router {
-        http::router(self.shared.clone(), true)
-    }
-
-    /// The routes without `/healthz`, `/readyz` and `/metrics` (the host app
-    /// has its own; see [`InferService::render_metrics`]).
-    pub fn routes_without_probes(&self) -> Router {
-        http::router(self.shared.clone(), false)
-    }
-
-    /// The routes with a JSON 404 for anything else (the standalone service).
-    pub fn router(&self) -> Router {
-        self.routes().fallback(http::not_found)
-    }
-
-    /// The metrics page (OpenMetrics text).
-    pub fn render_metrics(&self) -> String {
-        self.shared.metrics.render()
-    }
-
-    /// The shared state.
-    pub fn shared(&self) -> Arc<Shared> {
-        self.shared.clone()
+    /// The model follower, to share with the labeler of the same process.
+    pub fn follower(&self) -> Arc<ModelFollower> {
+        self.shared.follower.clone()
     }
 
     /// Loads the wanted model now (if there is one); returns what happened.
     pub async fn reload_now(&self) -> Reload {
         reload_once(&self.shared).await
     }
+}
 
-    /// Keeps checking the registry in the background.
-    pub fn spawn_reloader(&self) -> tokio::task::JoinHandle<()> {
-        let shared = self.shared.clone();
-        let every = self.reload_interval;
-        tokio::spawn(async move {
-            loop {
-                reload_once(&shared).await;
-                tokio::time::sleep(every).await;
+impl Service for Inference {
+    fn name(&self) -> &'static str {
+        "infer"
+    }
+
+    fn routes(&self) -> Router {
+        http::router(self.shared.clone())
+    }
+
+    fn register_metrics(&self, registry: &mut MetricsRegistry) {
+        self.shared.metrics.register(registry);
+    }
+
+    fn ready(&self) -> BoxFuture<'_, Readiness> {
+        let readiness = match self.shared.follower.get() {
+            Some(m) => Readiness::ready().with("model_version", m.version.clone()),
+            None => Readiness::not_ready("no model is loaded yet"),
+        };
+        Box::pin(async move { readiness })
+    }
+
+    fn spawn_background(&self, tasks: &Supervisor) {
+        let collector = self.collector.clone();
+        tasks.spawn("infer", "batcher", true, move |token| {
+            collector.clone().run(token)
+        });
+        let (shared, every) = (self.shared.clone(), self.reload_interval);
+        tasks.spawn("infer", "reloader", false, move |token| {
+            let shared = shared.clone();
+            async move {
+                loop {
+                    reload_once(&shared).await;
+                    if sleep_or_cancelled(&token, every).await {
+                        return;
+                    }
+                }
             }
-        })
+        });
     }
 }
 
 async fn reload_once(shared: &Arc<Shared>) -> Reload {
-    let previous = shared.store.get().map(|m| m.version.clone());
-    let store = shared.store.clone();
-    let outcome = tokio::task::spawn_blocking(move || store.reload())
+    let previous = shared.follower.get().map(|m| m.version.clone());
+    let follower = shared.follower.clone();
+    let outcome = tokio::task::spawn_blocking(move || follower.reload())
         .await
         .unwrap_or_else(|e| Reload::Failed(format!("reload task failed: {e}")));
     match &outcome {

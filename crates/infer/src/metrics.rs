@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use bloginfer_service::common::lock;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -13,15 +14,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use serde::Serialize;
-
-/// Route and status of a request.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RouteStatus {
-    /// The matched route, e.g. `/v1/sentiment`.
-    pub route: String,
-    /// HTTP status code.
-    pub status: u16,
-}
 
 /// A model version label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -42,13 +34,9 @@ const WINDOW: Duration = Duration::from_secs(60);
 /// Most samples kept for it.
 const WINDOW_SAMPLES: usize = 20_000;
 
-/// Every metric of the inference service.
+/// The inference service's own metrics (request counts and latency are the
+/// chassis's), and the rolling window behind `/v1/sentiment/stats`.
 pub struct Metrics {
-    registry: Registry,
-    /// Requests by route and status.
-    pub requests: Family<RouteStatus, Counter>,
-    /// Latency by route and status.
-    pub latency: Family<RouteStatus, Histogram>,
     /// Texts per forward pass.
     pub batch_size: Histogram,
     /// Requests waiting for a batch.
@@ -86,76 +74,55 @@ pub struct Percentiles {
 }
 
 impl Metrics {
-    /// Registers everything.
+    /// Empty metrics, registered nowhere yet.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("bloginfer_infer");
-        let latency = Family::<RouteStatus, Histogram>::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.0002, 2.0, 16))
-        });
-        let m = Self {
-            requests: Family::default(),
-            latency,
+        Self {
             batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
             queue_depth: Gauge::default(),
             model_version: Family::default(),
             reloads: Family::default(),
             recent: Mutex::new(VecDeque::new()),
             total_predictions: AtomicU64::new(0),
-            registry: Registry::default(),
-        };
+        }
+    }
+
+    /// Registers them in `registry` (the host prefixes `bloginfer_infer_`).
+    pub fn register(&self, registry: &mut Registry) {
         registry.register(
-            "http_requests",
-            "HTTP requests by route and status",
-            m.requests.clone(),
+            "batch_size",
+            "Texts per forward pass",
+            self.batch_size.clone(),
         );
-        registry.register(
-            "http_request_duration_seconds",
-            "HTTP latency by route and status",
-            m.latency.clone(),
-        );
-        registry.register("batch_size", "Texts per forward pass", m.batch_size.clone());
         registry.register(
             "queue_depth",
             "Requests waiting for a batch",
-            m.queue_depth.clone(),
+            self.queue_depth.clone(),
         );
         registry.register(
             "model_version",
             "1 for the model version being served",
-            m.model_version.clone(),
+            self.model_version.clone(),
         );
         registry.register(
             "model_reloads",
             "Model reload attempts by result",
-            m.reloads.clone(),
+            self.reloads.clone(),
         );
-        Self { registry, ..m }
     }
 
-    /// Records a finished request.
-    pub fn observe(&self, route: &str, status: u16, seconds: f64) {
-        let labels = RouteStatus {
-            route: route.to_string(),
-            status,
-        };
-        self.requests.get_or_create(&labels).inc();
-        self.latency.get_or_create(&labels).observe(seconds);
-        if route.starts_with("/v1/sentiment")
-            && route != "/v1/sentiment/model"
-            && route != "/v1/sentiment/stats"
+    /// Records a finished prediction request (for the dashboard's rolling numbers).
+    pub fn record_prediction(&self, elapsed: Duration) {
+        self.total_predictions
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut recent = lock(&self.recent);
+        let now = Instant::now();
+        recent.push_back((now, elapsed.as_secs_f32() * 1000.0));
+        while recent.len() > WINDOW_SAMPLES
+            || recent
+                .front()
+                .is_some_and(|(t, _)| now.duration_since(*t) > WINDOW)
         {
-            self.total_predictions
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-            let now = Instant::now();
-            recent.push_back((now, (seconds * 1000.0) as f32));
-            while recent.len() > WINDOW_SAMPLES
-                || recent
-                    .front()
-                    .is_some_and(|(t, _)| now.duration_since(*t) > WINDOW)
-            {
-                recent.pop_front();
-            }
+            recent.pop_front();
         }
     }
 
@@ -185,7 +152,7 @@ impl Metrics {
 
     /// Rolling statistics for the dashboard.
     pub fn stats(&self, model_version: Option<String>) -> Stats {
-        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let recent = lock(&self.recent);
         let now = Instant::now();
         let mut latencies: Vec<f32> = recent
             .iter()
@@ -216,15 +183,6 @@ impl Metrics {
             },
             model_version,
         }
-    }
-
-    /// The text exposition format.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
-            out.clear();
-        }
-        out
     }
 }
 

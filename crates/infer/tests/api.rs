@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bloginfer_infer::store::Reload;
-use bloginfer_infer::{BatchConfig, InferConfig, InferService};
+use bloginfer_infer::{BatchConfig, InferConfig, Inference};
 use bloginfer_model::checkpoint::Checkpoint;
-use bloginfer_model::{ModelConfig, Predictor, Registry, SentimentModel, TrainingMetadata};
+use bloginfer_model::{ModelConfig, Predictor, Registry, Reload, SentimentModel, TrainingMetadata};
+use bloginfer_service::{CancellationToken, Host, ServeConfig, Server};
 use bloginfer_text::VocabBuilder;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -66,30 +66,35 @@ fn config(dir: &Path) -> InferConfig {
             queue_capacity: 256,
             compute_workers: 2,
         },
-        reload_interval: Duration::from_millis(50),
+        // Tests reload by hand; the one about reloading under load sets its own.
+        reload_interval: Duration::from_secs(3600),
         max_body_bytes: 64 * 1024,
     }
 }
 
 struct App {
     url: String,
-    service: InferService,
+    service: Inference,
     http: reqwest::Client,
+    _server: Server,
 }
 
+/// The service as `bloginfer infer` hosts it, on a free loopback port.
 async fn spawn_app(config: InferConfig) -> App {
-    let service = InferService::start(config).expect("service");
+    let service = Inference::build(config).expect("service");
     service.reload_now().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    let mut host = Host::new(ServeConfig::default(), CancellationToken::new());
+    host.mount(Arc::new(service.clone()));
+    let (router, handle) = host.into_router();
+    let listener = bloginfer_service::bind("127.0.0.1:0".parse().expect("addr"))
         .await
         .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let router = service.router();
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let server = handle.start(listener, router).expect("serve");
     App {
-        url,
+        url: server.url(),
         service,
         http: reqwest::Client::new(),
+        _server: server,
     }
 }
 
@@ -189,8 +194,13 @@ async fn a_promoted_version_takes_over_under_load_without_a_failed_request() {
     let dir = tempfile::tempdir().expect("tempdir");
     let registry = Registry::open(dir.path()).expect("registry");
     let old = publish(&registry, 1, 32, true);
-    let app = Arc::new(spawn_app(config(dir.path())).await);
-    let _reloader = app.service.spawn_reloader();
+    let app = Arc::new(
+        spawn_app(InferConfig {
+            reload_interval: Duration::from_millis(50),
+            ..config(dir.path())
+        })
+        .await,
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let (failures, served_new) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let mut loops = Vec::new();
@@ -364,20 +374,20 @@ async fn every_bad_input_gets_its_status_and_a_json_error() {
         (
             "/v1/sentiment",
             json!({"text": 42}).to_string(),
-            400,
-            "invalid_json",
+            422,
+            "invalid_request",
         ),
         (
             "/v1/sentiment",
             json!({"texts": ["a"]}).to_string(),
-            400,
-            "invalid_json",
+            422,
+            "invalid_request",
         ),
         (
             "/v1/sentiment",
             json!(["好"]).to_string(),
-            400,
-            "invalid_json",
+            422,
+            "invalid_request",
         ),
         ("/v1/sentiment", huge, 413, "body_too_large"),
         (
@@ -401,8 +411,8 @@ async fn every_bad_input_gets_its_status_and_a_json_error() {
         (
             "/v1/sentiment/batch",
             json!({"texts": "好"}).to_string(),
-            400,
-            "invalid_json",
+            422,
+            "invalid_request",
         ),
         ("/v1/nothing", "{}".into(), 404, "not_found"),
     ];

@@ -71,6 +71,11 @@ async fn drain(labeler: &Labeler) -> f64 {
     COMMENTS as f64 / start.elapsed().as_secs_f64()
 }
 
+/// A model follower of `registry` that the labeler moves itself.
+fn follow(registry: Registry) -> std::sync::Arc<bloginfer_model::ModelFollower> {
+    std::sync::Arc::new(bloginfer_model::ModelFollower::new(registry, None))
+}
+
 fn registry(dir: &std::path::Path) -> Registry {
     let corpus = bundled_corpus();
     let mut config = ModelConfig::default();
@@ -125,7 +130,8 @@ fn main() {
         let dir = tempfile::tempdir().expect("tempdir");
         let models = dir.path().join("models");
         let db = database(dir.path(), &unique).await;
-        let labeler = Labeler::new(db, registry(&models), None, config.clone()).expect("labeler");
+        let labeler =
+            Labeler::new(db, follow(registry(&models)), None, config.clone()).expect("labeler");
         let pseudo = drain(&labeler).await;
 
         let server = ChatServer::start().await;
@@ -138,7 +144,7 @@ fn main() {
         };
         let labeler = Labeler::new(
             db,
-            Registry::open(&models).expect("registry"),
+            follow(Registry::open(&models).expect("registry")),
             Some(llm),
             config,
         )

@@ -5,12 +5,15 @@
 //! growing delay, so a broken or slow LLM only delays labels: commenting
 //! never waits for any of this.
 
+use bloginfer_service::common::now_millis;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bloginfer_db::Db;
-use bloginfer_model::Registry;
+use bloginfer_model::ModelFollower;
+use bloginfer_service::tasks::sleep_or_cancelled;
+use bloginfer_service::{BoxFuture, CancellationToken, Readiness, Service, Supervisor};
 
 use crate::error::LabelerError;
 use crate::llm::{LlmClient, LlmConfig};
@@ -36,6 +39,9 @@ pub struct LabelerConfig {
     pub retry_delay: Duration,
     /// How long to wait for a first model when there is none (fallback labeler).
     pub no_model_delay: Duration,
+    /// Move the model follower to the registry's current version before each
+    /// look (off when inference in the same process drives a shared follower).
+    pub refresh_model: bool,
 }
 
 impl Default for LabelerConfig {
@@ -47,6 +53,7 @@ impl Default for LabelerConfig {
             max_attempts: 5,
             retry_delay: Duration::from_secs(30),
             no_model_delay: Duration::from_secs(30),
+            refresh_model: true,
         }
     }
 }
@@ -84,11 +91,11 @@ pub struct Labeler {
 }
 
 impl Labeler {
-    /// A labeler over `db`, with the model registry at `registry` and the LLM
-    /// when configured (else the fallback labeler).
+    /// A labeler over `db`, asking `model` for the model's opinion, with the
+    /// LLM when configured (else the fallback labeler).
     pub fn new(
         db: Db,
-        registry: Registry,
+        model: Arc<ModelFollower>,
         llm: Option<LlmConfig>,
         config: LabelerConfig,
     ) -> Result<Self, LabelerError> {
@@ -106,7 +113,7 @@ impl Labeler {
         Ok(Self {
             store: SampleStore::new(db),
             llm,
-            model: CurrentModel::new(registry),
+            model: CurrentModel::new(model, config.refresh_model),
             config,
             metrics,
         })
@@ -141,30 +148,32 @@ impl Labeler {
         self.llm.as_ref().map(LlmClient::model)
     }
 
-    /// Labels forever (until the runtime stops), one pass after another.
-    pub fn spawn(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            loop {
-                match self.pass().await {
-                    // A full batch that made progress: there may be more right away.
-                    Ok(p)
-                        if p.seen == self.config.batch
-                            && p.labelled + p.duplicates + p.failed > 0 =>
-                    {
-                        continue
-                    }
-                    Ok(p) if p.seen > 0 => tracing::debug!(?p, "labelling pass"),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!("labelling pass failed: {e}"),
+    /// Labels until `token` is cancelled, one pass after another.
+    pub async fn run(self: Arc<Self>, token: CancellationToken) {
+        loop {
+            match self.pass().await {
+                // A full batch that made progress: there may be more right away.
+                Ok(p)
+                    if p.seen == self.config.batch
+                        && p.labelled + p.duplicates + p.failed > 0
+                        && !token.is_cancelled() =>
+                {
+                    continue
                 }
-                tokio::time::sleep(self.config.poll_interval).await;
+                Ok(p) if p.seen > 0 => tracing::debug!(?p, "labelling pass"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!("labelling pass failed: {e}"),
             }
-        })
+            if sleep_or_cancelled(&token, self.config.poll_interval).await {
+                return;
+            }
+        }
     }
 
     /// One pass over the comments waiting for a label.
+    #[tracing::instrument(name = "labelling_pass", skip(self))]
     pub async fn pass(&self) -> Result<Pass, LabelerError> {
-        let now = crate::now_millis();
+        let now = now_millis();
         self.metrics
             .pending
             .set(self.store.pending_count().await? as i64);
@@ -243,7 +252,7 @@ impl Labeler {
         items: Vec<Item>,
         pass: &mut Pass,
     ) -> Result<(), LabelerError> {
-        let later = crate::now_millis() + self.config.no_model_delay.as_millis() as i64;
+        let later = now_millis() + self.config.no_model_delay.as_millis() as i64;
         for item in items {
             let Some(view) = &item.model else {
                 // No model yet (or a broken one): wait for one, without counting an attempt.
@@ -323,7 +332,7 @@ impl Labeler {
             .retry_delay
             .saturating_mul(1 << (attempts - 1).min(16))
             .min(Duration::from_secs(3600));
-        let at = crate::now_millis() + delay.as_millis() as i64;
+        let at = now_millis() + delay.as_millis() as i64;
         self.store.retry_later(comment, at, true).await?;
         pass.retried += 1;
         Ok(())
@@ -372,5 +381,38 @@ impl Labeler {
             Stored::Stale => {}
         }
         Ok(())
+    }
+}
+
+/// The labeler as a service of its host (the orchestrator's process, or `up`):
+/// no routes of its own (its API is the orchestrator's `/v1/feedback`), its
+/// metrics under `bloginfer_labeler_`, and its loop as a background task.
+pub struct LabelerService(pub Arc<Labeler>);
+
+impl Service for LabelerService {
+    fn name(&self) -> &'static str {
+        "labeler"
+    }
+
+    fn routes(&self) -> axum::Router {
+        axum::Router::new()
+    }
+
+    fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.0.metrics.register(registry);
+    }
+
+    fn ready(&self) -> BoxFuture<'_, Readiness> {
+        let readiness = Readiness::ready()
+            .with("source", self.0.source().as_str())
+            .with("llm_model", self.0.llm_model().map(str::to_string));
+        Box::pin(async move { readiness })
+    }
+
+    fn spawn_background(&self, tasks: &Supervisor) {
+        let labeler = self.0.clone();
+        tasks.spawn("labeler", "labelling", false, move |token| {
+            labeler.clone().run(token)
+        });
     }
 }

@@ -31,15 +31,8 @@ pub mod sample;
 pub mod store;
 
 pub use error::LabelerError;
-pub use labeler::{Labeler, LabelerConfig, Pass};
+pub use labeler::{Labeler, LabelerConfig, LabelerService, Pass};
 pub use llm::{LlmClient, LlmConfig, LlmError};
 pub use policy::{Candidate, FeedbackPolicy, Selection, Thresholds};
 pub use sample::{Sentiment, Source, Status, Verdict};
 pub use store::{Review, SampleStore, Stats, StoredSample};
-
-/// Milliseconds since the Unix epoch.
-pub fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}

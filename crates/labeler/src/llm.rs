@@ -26,7 +26,7 @@ pub struct LlmConfig {
     /// Model name.
     pub model: String,
     /// Bearer token (`LLM_API_KEY`); self-hosted servers may need none.
-    pub api_key: Option<String>,
+    pub api_key: Option<secrecy::SecretString>,
     /// Time limit of one request.
     pub timeout: Duration,
     /// Retries after the first attempt, for 429, 5xx, timeouts and broken connections.
@@ -434,7 +434,13 @@ impl LlmClient {
 
     async fn send(&self, body: &serde_json::Value) -> Result<String, Attempt> {
         let mut request = self.http.post(&self.url).json(body);
-        if let Some(key) = self.config.api_key.as_deref().filter(|k| !k.is_empty()) {
+        if let Some(key) = self
+            .config
+            .api_key
+            .as_ref()
+            .map(secrecy::ExposeSecret::expose_secret)
+            .filter(|k| !k.is_empty())
+        {
             request = request.bearer_auth(key);
         }
         let response = request

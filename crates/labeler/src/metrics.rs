@@ -23,9 +23,8 @@ pub struct Labelled {
     pub status: &'static str,
 }
 
-/// Every metric of the labeler.
+/// The labeler's metrics.
 pub struct Metrics {
-    registry: Registry,
     /// LLM requests by outcome (each retry counts).
     pub llm_requests: Family<Outcome, Counter>,
     /// Labels stored, by source and status.
@@ -39,44 +38,44 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Registers everything.
+    /// Metrics, registered nowhere yet.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("bloginfer_labeler");
-        let m = Self {
-            registry: Registry::default(),
+        Self {
             llm_requests: Family::default(),
             labels: Family::default(),
             duplicates: Counter::default(),
             failed: Counter::default(),
             pending: Gauge::default(),
-        };
+        }
+    }
+
+    /// Registers them in `registry` (the host prefixes `bloginfer_labeler_`).
+    pub fn register(&self, registry: &mut Registry) {
         registry.register(
             "llm_requests",
             "LLM requests by outcome",
-            m.llm_requests.clone(),
+            self.llm_requests.clone(),
         );
         registry.register(
             "labels",
             "Training samples labelled, by source and status",
-            m.labels.clone(),
+            self.labels.clone(),
         );
         registry.register(
             "duplicates",
             "Comments whose normalised text was already a sample",
-            m.duplicates.clone(),
+            self.duplicates.clone(),
         );
         registry.register(
             "failed",
             "Comments given up on after the last labelling attempt",
-            m.failed.clone(),
+            self.failed.clone(),
         );
-        registry.register("pending", "Comments waiting for a label", m.pending.clone());
-        Self { registry, ..m }
-    }
-
-    /// The registry, for the page of the process the labeler runs in.
-    pub fn registry(&self) -> &Registry {
-        &self.registry
+        registry.register(
+            "pending",
+            "Comments waiting for a label",
+            self.pending.clone(),
+        );
     }
 }
 

@@ -1,68 +1,58 @@
-//! What the current model thinks of a text: the registry's current version,
-//! loaded in this process and reloaded when the pointer moves. The fallback
-//! labeler takes its confident predictions as pseudo labels; with an LLM, a
-//! confident contrary prediction holds the LLM's label for review.
+//! What the current model thinks of a text. The model is a
+//! [`ModelFollower`] of the registry: in `bloginfer up` the one inference
+//! serves with (so a comment's shown sentiment and its sample's model opinion
+//! come from the same version), elsewhere the labeler's own, which it
+//! refreshes before each look. The fallback labeler takes confident
+//! predictions as pseudo labels; with an LLM, a confident contrary prediction
+//! holds the LLM's label for review.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use bloginfer_model::{Predictor, Registry};
+use bloginfer_model::{ModelFollower, Reload};
 
 use crate::error::LabelerError;
 use crate::sample::ModelView;
 
-/// The current model, loaded on demand.
+/// The current model's view of texts.
 pub struct CurrentModel {
-    registry: Registry,
-    loaded: Mutex<Option<(String, Arc<Predictor>)>>,
+    follower: Arc<ModelFollower>,
+    refresh: bool,
 }
 
 impl CurrentModel {
-    /// Follows the current version of `registry`.
-    pub fn new(registry: Registry) -> Self {
-        Self {
-            registry,
-            loaded: Mutex::new(None),
-        }
+    /// Views from `follower`; `refresh` makes this labeler move it to the
+    /// registry's current version itself (when nobody else drives it).
+    pub fn new(follower: Arc<ModelFollower>, refresh: bool) -> Self {
+        Self { follower, refresh }
     }
 
-    /// The model's view of each text, or `None` while the registry has no current model.
+    /// The model's view of each text, or `None` while there is no model.
     pub async fn predict(
         &self,
         texts: Vec<String>,
     ) -> Result<Option<Vec<ModelView>>, LabelerError> {
-        let registry = self.registry.clone();
-        let Some(version) = tokio::task::spawn_blocking(move || registry.current())
-            .await
-            .map_err(|e| LabelerError::Task(e.to_string()))??
-        else {
+        if self.refresh {
+            let follower = self.follower.clone();
+            match tokio::task::spawn_blocking(move || follower.reload())
+                .await
+                .map_err(|e| LabelerError::Task(e.to_string()))?
+            {
+                Reload::Loaded(version) => {
+                    tracing::info!(%version, "labeler loaded the current model");
+                }
+                Reload::Failed(why) => tracing::warn!("labeler keeps its model: {why}"),
+                Reload::Unchanged => {}
+            }
+        }
+        let Some(model) = self.follower.get() else {
             return Ok(None);
         };
-        let cached = self
-            .loaded
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .filter(|(v, _)| *v == version)
-            .map(|(_, p)| p.clone());
-        let predictor = match cached {
-            Some(p) => p,
-            None => {
-                let (registry, v) = (self.registry.clone(), version.clone());
-                let predictor = tokio::task::spawn_blocking(move || {
-                    registry.load(&v).and_then(|c| Predictor::new(&c))
-                })
-                .await
-                .map_err(|e| LabelerError::Task(e.to_string()))??;
-                let predictor = Arc::new(predictor);
-                tracing::info!(%version, "labeler loaded the current model");
-                *self.loaded.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some((version.clone(), predictor.clone()));
-                predictor
+        let predictions = tokio::task::spawn_blocking({
+            let model = model.clone();
+            move || {
+                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                model.predictor.predict(&refs)
             }
-        };
-        let predictions = tokio::task::spawn_blocking(move || {
-            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            predictor.predict(&refs)
         })
         .await
         .map_err(|e| LabelerError::Task(e.to_string()))??;
@@ -71,7 +61,7 @@ impl CurrentModel {
                 .into_iter()
                 .map(|p| ModelView {
                     p_positive: f64::from(p.score),
-                    version: version.clone(),
+                    version: model.version.clone(),
                 })
                 .collect(),
         ))

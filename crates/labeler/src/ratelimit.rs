@@ -1,6 +1,7 @@
 //! One rate limit for every call to the LLM: calls are spaced evenly, and a
 //! 429's `Retry-After` pauses all of them, not just the one that was refused.
 
+use bloginfer_service::common::lock;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -30,7 +31,7 @@ impl RateLimiter {
     /// Waits for a permit.
     pub async fn acquire(&self) {
         let slot = {
-            let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+            let mut next = lock(&self.next);
             let slot = (*next).max(Instant::now());
             *next = slot + self.interval;
             slot
@@ -40,7 +41,7 @@ impl RateLimiter {
 
     /// No permit before `until`.
     pub fn pause_until(&self, until: Instant) {
-        let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = lock(&self.next);
         if until > *next {
             *next = until;
         }
@@ -48,7 +49,7 @@ impl RateLimiter {
 
     /// When the next permit is due.
     pub fn ready_at(&self) -> Instant {
-        *self.next.lock().unwrap_or_else(|p| p.into_inner())
+        *lock(&self.next)
     }
 }
 

@@ -4,6 +4,7 @@
 //! ranks higher (human over LLM over pseudo), so a human correction always
 //! wins and a weak label never overwrites it.
 
+use bloginfer_service::common::now_millis;
 use std::collections::BTreeMap;
 
 use bloginfer_db::Db;
@@ -27,7 +28,7 @@ pub fn text_hash(masked: &str) -> String {
         .filter(|c| !c.is_whitespace())
         .collect();
     let digest = Sha256::digest(normalized.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    bloginfer_service::common::hex(&digest)
 }
 
 /// The shard key of an author's samples: all of one author's comments train on one worker.
@@ -336,7 +337,7 @@ impl SampleStore {
             .bind(new.hash)
             .fetch_optional(&mut *tx)
             .await?;
-        let now = crate::now_millis();
+        let now = now_millis();
         let stored = match existing {
             None => {
                 // The label's columns first, in the order `bind_label` binds them.
@@ -518,7 +519,7 @@ impl SampleStore {
         decision: Review,
         by: &str,
     ) -> Result<Option<StoredSample>> {
-        let now = crate::now_millis();
+        let now = now_millis();
         let query = match decision {
             Review::Accept => sqlx::query(
                 "UPDATE training_samples SET status = 'accepted', status_reason = 'reviewed', updated_at = ? WHERE id = ?",
@@ -572,7 +573,7 @@ impl SampleStore {
 
     /// Records that run `run_id` trained on `ids`.
     pub async fn mark_used(&self, run_id: &str, ids: &[i64]) -> Result<()> {
-        let now = crate::now_millis();
+        let now = now_millis();
         for chunk in ids.chunks(500) {
             let marks = vec!["?"; chunk.len()].join(", ");
             let sql = format!(

@@ -157,9 +157,7 @@ pub fn fingerprint(examples: &[Example]) -> String {
     hex(&hasher.finalize())
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub(crate) use bloginfer_common::hex;
 
 #[cfg(test)]
 mod tests {

@@ -9,7 +9,8 @@
 //! - [`metrics`]: accuracy, per-class precision / recall / F1, confusion matrix;
 //! - [`checkpoint`]: one self-describing, hash-checked safetensors file;
 //! - [`registry`]: immutable versions, an atomic `current` pointer, retention;
-//! - [`predict`]: text in, label and probabilities out.
+//! - [`predict`]: text in, label and probabilities out;
+//! - [`follow`]: the served model, following the registry's current pointer.
 
 #![warn(missing_docs)]
 
@@ -19,6 +20,7 @@ pub mod classifier;
 pub mod config;
 pub mod data;
 mod error;
+pub mod follow;
 pub mod lstm;
 pub mod metrics;
 pub mod optim;
@@ -32,6 +34,7 @@ pub use checkpoint::{Checkpoint, TrainingMetadata};
 pub use classifier::{Batch, SentimentModel};
 pub use config::{ModelConfig, Pooling, TrainConfig};
 pub use error::{ModelError, Result};
+pub use follow::{LoadedModel, ModelFollower, Reload};
 pub use metrics::Metrics;
 pub use predict::{Prediction, Predictor};
 pub use registry::Registry;

@@ -16,36 +16,10 @@ use serde::Serialize;
 use crate::checkpoint::{Checkpoint, Header};
 use crate::error::{ModelError, Result};
 
-/// Writes `bytes` to `path` via a temporary file in the same directory, fsync
-/// and rename: readers see the old file or the new one, never a mix.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)
-        .map_err(|e| ModelError::io(format!("creating {}", dir.display()), e))?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.tmp-{}-{}", std::process::id(), nanos()));
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(ModelError::io(format!("writing {}", path.display()), e));
-    }
-    Ok(())
-}
-
-fn nanos() -> u128 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
+/// Writes `bytes` to `path` atomically (see [`bloginfer_common::write_atomic`]).
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    bloginfer_common::write_atomic(path, bytes)
+        .map_err(|e| ModelError::io(format!("writing {}", path.display()), e))
 }
 
 /// One stored version.

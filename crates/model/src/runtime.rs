@@ -1,7 +1,12 @@
 //! Process-wide settings for numeric work: thread count and allocator.
 
-/// Sets the thread count of candle's own kernels (through `RAYON_NUM_THREADS`,
-/// which candle reads on each call). Call at start-up, before other threads run.
+/// Sets the thread count of candle's own kernels for the whole process
+/// (through `RAYON_NUM_THREADS`, which candle reads on each call and rayon when
+/// its pool starts). Our own kernels take their thread count as an argument
+/// (`SentimentModel::with_threads`); this covers the few candle ops around them.
+///
+/// Call it once, first thing in `main`, before any other thread exists:
+/// changing the environment while other threads may read it is a data race.
 ///
 /// Training defaults to one thread: several training processes (federated
 /// workers, inference replicas) share a machine, and multi-threaded GEMM pools

@@ -22,10 +22,15 @@ pub struct Verdict {
     pub reason: String,
 }
 
-/// Metrics of registry `version` on `examples`.
-pub fn metrics_of(registry: &Registry, version: &str, examples: &[Example]) -> Result<Metrics> {
+/// Metrics of registry `version` on `examples`, computed with `threads` threads.
+pub fn metrics_of(
+    registry: &Registry,
+    version: &str,
+    examples: &[Example],
+    threads: usize,
+) -> Result<Metrics> {
     let checkpoint = registry.load(version)?;
-    let model = checkpoint.model()?;
+    let model = checkpoint.model()?.with_threads(threads);
     Ok(evaluate(
         &model,
         &encode_all(&checkpoint.encoder(), examples),
@@ -39,11 +44,12 @@ pub fn judge(
     candidate: &str,
     examples: &[Example],
     margin: f64,
+    threads: usize,
 ) -> Result<Verdict> {
-    let metrics = metrics_of(registry, candidate, examples)?;
+    let metrics = metrics_of(registry, candidate, examples, threads)?;
     let current = registry.current()?.filter(|c| c != candidate);
     let previous = match current {
-        Some(version) => match metrics_of(registry, &version, examples) {
+        Some(version) => match metrics_of(registry, &version, examples, threads) {
             Ok(m) => Some((version, m)),
             Err(e) => {
                 // A current model that cannot be read is no bar to clear.

@@ -16,6 +16,10 @@
 //! - [`retention`]: old models and run directories;
 //! - [`http`]: the admin API;
 //! - [`metrics`]: Prometheus metrics.
+//!
+//! [`Orchestrator`] is the service facade: built from its configuration, its
+//! admin API as routes, and its work (picking up unfinished runs, retention,
+//! each run's driver) as supervised background tasks.
 
 #![warn(missing_docs)]
 
@@ -32,13 +36,16 @@ pub mod store;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use bloginfer_db::Db;
+use bloginfer_fl::spec::Tuning;
 use bloginfer_labeler::Labeler;
 use bloginfer_model::data::Example;
 use bloginfer_model::{ModelConfig, Registry};
+use bloginfer_service::common::{compact_utc_stamp, lock, now_millis, random_hex};
+use bloginfer_service::{BoxFuture, Readiness, Service, Supervisor};
 use tokio::sync::watch;
 
 pub use error::{OrchestratorError, Result};
@@ -49,13 +56,14 @@ use store::{Run, Status};
 /// What a run does unless the request says otherwise, and what it may ask for.
 #[derive(Debug, Clone)]
 pub struct RunDefaults {
-    /// Workers.
+    /// Workers of a run unless the request names a number.
     pub workers: u32,
-    /// Rounds.
+    /// Rounds of a run unless the request names a number.
     pub rounds: u32,
-    /// Strategy (`fedavg`, `fedsgd`, `fedprox`, `fedavgm`, `fedadam`).
+    /// Strategy (`fedavg`, `fedsgd`, `fedprox`, `fedavgm`, `fedadam`) unless
+    /// the request names one.
     pub strategy: String,
-    /// Most workers a request may ask for.
+    /// Most workers a request may ask for (each is a process or a pod).
     pub max_workers: u32,
     /// Most rounds a request may ask for.
     pub max_rounds: u32,
@@ -98,16 +106,17 @@ pub struct OrchestratorConfig {
     pub model: ModelConfig,
     /// Minimum token count for a run's vocabulary.
     pub min_count: u64,
-    /// Seed of shard assignment and training.
-    pub seed: u64,
+    /// How every run trains (strategy knobs, local settings, round rules);
+    /// its seed also assigns shards.
+    pub tuning: Tuning,
     /// The corpus's training split.
     pub corpus: Arc<Vec<Example>>,
     /// The fixed evaluation split.
     pub evaluation: Arc<Vec<Example>>,
-    /// More `bloginfer aggregator` flags for every run (tuning).
-    pub aggregator_flags: Vec<String>,
     /// Threads for evaluating candidates.
     pub threads: usize,
+    /// Who may use the admin API.
+    pub admin: http::AdminAuthConfig,
 }
 
 /// The active run's handle.
@@ -129,13 +138,20 @@ pub struct Inner {
     trigger: tokio::sync::Mutex<()>,
     /// Versions that retention must keep (candidates being judged).
     protected: Mutex<HashMap<String, String>>,
+    /// Where run drivers are spawned; set when the host starts the background tasks.
+    tasks: OnceLock<Supervisor>,
 }
 
-/// The orchestrator, started.
+/// The training daemon.
 #[derive(Clone)]
 pub struct Orchestrator {
     inner: Arc<Inner>,
+    auth: Arc<http::AdminAuth>,
 }
+
+/// Who asked for the run that trains `bloginfer up`'s first model; it does
+/// not start the cooldown of runs people ask for.
+pub const FIRST_MODEL: &str = "bloginfer up (first model)";
 
 /// What a training request may set.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -185,26 +201,15 @@ pub enum CancelError {
     Failed(#[from] OrchestratorError),
 }
 
-/// Milliseconds since the epoch.
-pub fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 fn new_run_id() -> String {
-    let stamp = humantime::format_rfc3339_seconds(SystemTime::now())
-        .to_string()
-        .replace([':', '-'], "")
-        .trim_end_matches('Z')
-        .to_lowercase();
-    let suffix: u32 = rand::random();
-    format!("run-{stamp}-{:06x}", suffix & 0xff_ffff)
+    format!("run-{}-{}", compact_utc_stamp(), random_hex(3))
 }
 
 impl Orchestrator {
-    /// Starts the orchestrator: picks up unfinished runs and starts retention.
-    pub async fn start(
+    /// The orchestrator over `db`, launching runs with `launcher`, with the
+    /// feedback loop's `labeler` when it runs in this process. Nothing runs
+    /// until the host starts its background tasks.
+    pub fn build(
         config: OrchestratorConfig,
         db: Db,
         launcher: Arc<dyn Launcher>,
@@ -214,21 +219,20 @@ impl Orchestrator {
             OrchestratorError::io(format!("cannot create {}", config.runs_dir.display()), e)
         })?;
         let registry = Registry::open(&config.models_dir)?;
+        let auth = Arc::new(http::AdminAuth::new(&config.admin)?);
         let inner = Arc::new(Inner {
             config,
             db,
             registry,
             launcher,
             labeler,
-            metrics: Metrics::new(),
+            metrics: Metrics::default(),
             active: Mutex::new(None),
             trigger: tokio::sync::Mutex::new(()),
             protected: Mutex::new(HashMap::new()),
+            tasks: OnceLock::new(),
         });
-        let orchestrator = Self { inner };
-        orchestrator.reconcile().await?;
-        tokio::spawn(runner::retention_loop(orchestrator.inner.clone()));
-        Ok(orchestrator)
+        Ok(Self { inner, auth })
     }
 
     /// Picks up runs an earlier orchestrator left unfinished: the newest goes
@@ -252,12 +256,29 @@ impl Orchestrator {
 
     fn spawn(&self, run: Run) {
         let (cancel, cancelled) = watch::channel(false);
-        *self.inner.active.lock().unwrap_or_else(|p| p.into_inner()) = Some(Active {
+        *lock(&self.inner.active) = Some(Active {
             id: run.id.clone(),
             cancel,
         });
         self.inner.metrics.run_active.set(1);
-        tokio::spawn(runner::drive(self.inner.clone(), run, cancelled));
+        let inner = self.inner.clone();
+        let name = format!("run {}", run.id);
+        match self.inner.tasks.get() {
+            Some(tasks) => tasks.spawn_once("orchestrator", &name, move |shutdown| {
+                runner::drive(inner, run, cancelled, shutdown)
+            }),
+            // Only reachable by calling `trigger` before the host started the
+            // background tasks: the run still runs, unsupervised.
+            None => {
+                tracing::warn!(run = %run.id, "run started before the orchestrator's tasks");
+                tokio::spawn(runner::drive(
+                    inner,
+                    run,
+                    cancelled,
+                    bloginfer_service::CancellationToken::new(),
+                ));
+            }
+        }
     }
 
     /// The active run's id.
@@ -267,16 +288,17 @@ impl Orchestrator {
 
     /// How long until a new run may start.
     pub async fn cooldown(&self) -> Result<Duration> {
-        let Some(last) = store::last_created_at(&self.inner.db).await? else {
+        let Some(last) = store::last_created_at(&self.inner.db, FIRST_MODEL).await? else {
             return Ok(Duration::ZERO);
         };
-        let next = last.saturating_add(self.inner.config.min_interval.as_millis() as i64);
-        Ok(Duration::from_millis(
-            next.saturating_sub(now_millis()).max(0) as u64,
-        ))
+        let interval =
+            i64::try_from(self.inner.config.min_interval.as_millis()).unwrap_or(i64::MAX);
+        let left = last.saturating_add(interval).saturating_sub(now_millis());
+        Ok(Duration::from_millis(u64::try_from(left).unwrap_or(0)))
     }
 
     /// Starts a run for `request`, asked for by `who`; returns its id.
+    #[tracing::instrument(skip(self))]
     pub async fn trigger(
         &self,
         request: TrainingRequest,
@@ -311,7 +333,11 @@ impl Orchestrator {
         if let Some(id) = self.active_id() {
             return Err(TriggerError::Active(id));
         }
-        let wait = self.cooldown().await?;
+        let wait = if who == FIRST_MODEL {
+            Duration::ZERO
+        } else {
+            self.cooldown().await?
+        };
         if !wait.is_zero() {
             return Err(TriggerError::Cooldown(wait));
         }
@@ -340,7 +366,7 @@ impl Orchestrator {
         if run.status.is_terminal() {
             return Err(CancelError::Finished(id.to_string()));
         }
-        let active = self.inner.active.lock().unwrap_or_else(|p| p.into_inner());
+        let active = lock(&self.inner.active);
         match active.as_ref() {
             Some(a) if a.id == id => {
                 let _ = a.cancel.send(true);
@@ -373,21 +399,30 @@ impl Orchestrator {
         self.inner.launcher.roll_out(version).await
     }
 
-    /// Whether the database answers.
-    pub async fn ready(&self) -> bool {
-        sqlx::query("SELECT 1")
-            .execute(self.inner.db.read())
-            .await
-            .is_ok()
-    }
-
-    /// Counts a finished request.
-    pub fn count_request(&self, route: String, status: u16) {
-        self.inner
-            .metrics
-            .requests
-            .get_or_create(&metrics::RouteStatus { route, status })
-            .inc();
+    /// The run that trains the first model when the registry has none: one
+    /// still unfinished (after a restart of `up`), or a new one. It skips the
+    /// cooldown, and does not start one either.
+    pub async fn ensure_first_model(
+        &self,
+        workers: u32,
+        rounds: u32,
+    ) -> Result<String, TriggerError> {
+        if let Some(run) = store::recent(&self.inner.db, 20)
+            .await?
+            .into_iter()
+            .find(|r| r.requested_by == FIRST_MODEL && !r.status.is_terminal())
+        {
+            return Ok(run.id);
+        }
+        self.trigger(
+            TrainingRequest {
+                workers: Some(workers),
+                rounds: Some(rounds),
+                strategy: None,
+            },
+            FIRST_MODEL,
+        )
+        .await
     }
 
     /// The feedback loop, when it runs here.
@@ -404,22 +439,55 @@ impl Orchestrator {
             None => Ok(None),
         }
     }
+}
 
-    /// The metrics page (the labeler's metrics too, when it runs here).
-    pub fn render_metrics(&self) -> String {
-        match &self.inner.labeler {
-            Some(labeler) => self.inner.metrics.render(&[labeler.metrics().registry()]),
-            None => self.inner.metrics.render(&[]),
+impl Service for Orchestrator {
+    fn name(&self) -> &'static str {
+        "orchestrator"
+    }
+
+    fn routes(&self) -> axum::Router {
+        http::routes(Arc::new(http::ApiState {
+            orchestrator: self.clone(),
+            auth: self.auth.clone(),
+        }))
+    }
+
+    fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.inner.metrics.register(registry);
+    }
+
+    fn ready(&self) -> BoxFuture<'_, Readiness> {
+        Box::pin(async move {
+            match sqlx::query("SELECT 1").execute(self.inner.db.read()).await {
+                Ok(_) => Readiness::ready()
+                    .with("launcher", self.inner.launcher.name())
+                    .with("active_run", self.active_id()),
+                Err(e) => Readiness::not_ready(format!("the database does not answer: {e}")),
+            }
+        })
+    }
+
+    fn spawn_background(&self, tasks: &Supervisor) {
+        if self.inner.tasks.set(tasks.clone()).is_err() {
+            tracing::warn!("the orchestrator's tasks were started twice; keeping the first");
+            return;
         }
+        let orchestrator = self.clone();
+        tasks.spawn_once("orchestrator", "reconcile", move |_| async move {
+            if let Err(e) = orchestrator.reconcile().await {
+                tracing::error!("cannot pick up unfinished runs: {e}");
+            }
+        });
+        let inner = self.inner.clone();
+        tasks.spawn("orchestrator", "retention", false, move |token| {
+            runner::retention_loop(inner.clone(), token)
+        });
     }
 }
 
 impl Inner {
     fn active_id(&self) -> Option<String> {
-        self.active
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(|a| a.id.clone())
+        lock(&self.active).as_ref().map(|a| a.id.clone())
     }
 }

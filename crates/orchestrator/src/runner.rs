@@ -5,8 +5,14 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bloginfer_fl::protocol::RunStatus;
+use bloginfer_fl::spec::{RunDir, RunShape};
+use bloginfer_fl::strategy::StrategyKind;
+use bloginfer_service::common::{lock, now_millis, random_hex};
+use bloginfer_service::tasks::sleep_or_cancelled;
+use bloginfer_service::CancellationToken;
 use tokio::sync::watch;
 
 use crate::error::{OrchestratorError, Result};
@@ -14,9 +20,9 @@ use crate::evaluate;
 use crate::feedback;
 use crate::launcher::{Observed, RunPlan};
 use crate::metrics::Metrics;
-use crate::snapshot::{self, Inputs, RunPaths};
+use crate::snapshot::{self, Inputs};
 use crate::store::{self, RoundMetric, Run, Status, WorkerSamples};
-use crate::{now_millis, Inner};
+use crate::Inner;
 
 /// Attempts at starting a run's processes before the run fails.
 const START_ATTEMPTS: u32 = 3;
@@ -25,35 +31,15 @@ fn dir_of(inner: &Inner, run: &Run) -> PathBuf {
     inner.config.runs_dir.join(&run.id)
 }
 
-/// The launch plan of `run` (a pure function of the record, so a restarted
-/// orchestrator rebuilds the same plan).
+/// What a launcher needs to start `run`, whose directory holds its `run.json`
+/// (a pure function of the record, so a restarted orchestrator finds the same).
 fn plan_of(inner: &Inner, run: &Run) -> RunPlan {
-    let mut flags = vec![
-        format!("--rounds={}", run.rounds),
-        format!("--strategy={}", run.strategy),
-        format!("--min-clients={}", run.workers),
-        format!("--seed={}", inner.config.seed),
-    ];
-    flags.extend(inner.config.aggregator_flags.iter().cloned());
     RunPlan {
         run_id: run.id.clone(),
         dir: dir_of(inner, run),
         workers: run.workers as usize,
         models_dir: inner.config.models_dir.clone(),
-        aggregator_flags: flags,
-        settings: serde_json::json!({
-            "run_id": run.id,
-            "requested_by": run.requested_by,
-            "train_samples": run.train_samples,
-            "feedback_samples": run.feedback_samples,
-        }),
-        data_fingerprint: run.data_fingerprint.clone().unwrap_or_default(),
     }
-}
-
-fn token() -> String {
-    let bytes: [u8; 24] = rand::random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Why a phase stopped the run.
@@ -68,9 +54,22 @@ impl From<OrchestratorError> for Stop {
     }
 }
 
-/// Drives `run` until it ends, then frees the active slot.
-pub async fn drive(inner: Arc<Inner>, mut run: Run, cancelled: watch::Receiver<bool>) {
-    let outcome = phases(&inner, &mut run, cancelled).await;
+/// Drives `run` until it ends, then frees the active slot. On `shutdown` it
+/// stops following the run and leaves it as recorded, for the next
+/// orchestrator to pick up.
+pub async fn drive(
+    inner: Arc<Inner>,
+    mut run: Run,
+    cancelled: watch::Receiver<bool>,
+    shutdown: CancellationToken,
+) {
+    let outcome = tokio::select! {
+        outcome = phases(&inner, &mut run, cancelled) => outcome,
+        () = shutdown.cancelled() => {
+            tracing::info!(run = %run.id, phase = %run.phase, "shutting down; the run resumes at the next start");
+            return;
+        }
+    };
     let plan = plan_of(&inner, &run);
     match outcome {
         Ok(()) => {}
@@ -98,13 +97,9 @@ pub async fn drive(inner: Arc<Inner>, mut run: Run, cancelled: watch::Receiver<b
     }
     Metrics::count(&inner.metrics.runs_finished, run.status.as_str());
     if let Some(candidate) = &run.candidate_version {
-        inner
-            .protected
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(candidate);
+        lock(&inner.protected).remove(candidate);
     }
-    let mut active = inner.active.lock().unwrap_or_else(|p| p.into_inner());
+    let mut active = lock(&inner.active);
     if active.as_ref().is_some_and(|a| a.id == run.id) {
         *active = None;
     }
@@ -177,9 +172,28 @@ async fn take_snapshot(inner: &Inner, run: &mut Run) -> Result<(), Stop> {
     let (model, min_count, seed) = (
         inner.config.model.clone(),
         inner.config.min_count,
-        inner.config.seed,
+        inner.config.tuning.local.seed,
     );
     let workers = run.workers as usize;
+    let strategy: StrategyKind = run
+        .strategy
+        .parse()
+        .map_err(|e: String| Stop::Failed(format!("the run's strategy: {e}")))?;
+    let tuning = inner.config.tuning.clone();
+    let shape = RunShape {
+        run_id: run.id.clone(),
+        strategy,
+        rounds: run.rounds,
+        workers,
+        // The orchestrator judges the candidate before it becomes current.
+        promote: false,
+        linger: Duration::from_secs(10),
+        data_fingerprint: None,
+        settings: serde_json::json!({
+            "run_id": run.id,
+            "requested_by": run.requested_by,
+        }),
+    };
     let snap = tokio::task::spawn_blocking(move || {
         let inputs = Inputs {
             corpus: &corpus,
@@ -190,7 +204,20 @@ async fn take_snapshot(inner: &Inner, run: &mut Run) -> Result<(), Stop> {
             workers,
             seed,
         };
-        snapshot::write(&dir, &inputs, &token())
+        let snap = snapshot::write(&dir, &inputs, &random_hex(24))?;
+        let mut spec = tuning.spec(RunShape {
+            data_fingerprint: Some(snap.fingerprint.clone()),
+            settings: serde_json::json!({
+                "run_id": shape.run_id,
+                "requested_by": shape.settings["requested_by"],
+                "train_samples": snap.train_samples,
+                "feedback_samples": snap.feedback_samples,
+            }),
+            ..shape
+        })?;
+        spec.workers = snap.workers.clone();
+        RunDir::new(&dir).write_spec(&spec)?;
+        Ok::<_, OrchestratorError>(snap)
     })
     .await
     .map_err(|e| Stop::Failed(format!("snapshot task failed: {e}")))??;
@@ -265,7 +292,8 @@ async fn train(
         save(inner, run).await?;
         tracing::info!(run = %run.id, launcher = inner.launcher.name(), "aggregator and workers started");
     }
-    let status_file = RunPaths::status(&plan.dir);
+    let run_dir = RunDir::new(&plan.dir);
+    let status_file = run_dir.status();
     loop {
         tokio::select! {
             _ = cancelled.changed() => {}
@@ -305,7 +333,7 @@ async fn train(
             Observed::Running => {}
             Observed::Failed(why) => return Err(Stop::Failed(why)),
             Observed::Finished => {
-                let result = read_status(&RunPaths::result(&plan.dir))
+                let result = read_status(&run_dir.result())
                     .or_else(|| read_status(&status_file))
                     .ok_or_else(|| Stop::Failed("the aggregator left no result".into()))?;
                 absorb_status(run, &result);
@@ -315,11 +343,7 @@ async fn train(
                 let version = result.version.ok_or_else(|| {
                     Stop::Failed("the aggregator finished without storing a model".into())
                 })?;
-                inner
-                    .protected
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(version.clone(), run.id.clone());
+                lock(&inner.protected).insert(version.clone(), run.id.clone());
                 run.candidate_version = Some(version);
                 return Ok(());
             }
@@ -357,8 +381,7 @@ async fn judge(inner: &Inner, run: &mut Run) -> Result<bool, Stop> {
     let margin = inner.config.promotion_margin;
     let threads = inner.config.threads;
     let verdict = tokio::task::spawn_blocking(move || {
-        bloginfer_model::runtime::configure_threads(threads);
-        evaluate::judge(&registry, &candidate, &examples, margin)
+        evaluate::judge(&registry, &candidate, &examples, margin, threads)
     })
     .await
     .map_err(|e| Stop::Failed(format!("evaluation task failed: {e}")))??;
@@ -391,17 +414,13 @@ async fn promote(inner: &Inner, run: &mut Run) -> Result<(), Stop> {
     Ok(())
 }
 
-/// Retention every clean interval, forever.
-pub async fn retention_loop(inner: Arc<Inner>) {
+/// Retention every clean interval, until `token` is cancelled.
+pub async fn retention_loop(inner: Arc<Inner>, token: CancellationToken) {
     loop {
-        tokio::time::sleep(inner.config.clean_interval).await;
-        let protected: Vec<String> = inner
-            .protected
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .keys()
-            .cloned()
-            .collect();
+        if sleep_or_cancelled(&token, inner.config.clean_interval).await {
+            return;
+        }
+        let protected: Vec<String> = lock(&inner.protected).keys().cloned().collect();
         let active: Vec<String> = inner.active_id().into_iter().collect();
         let registry = inner.registry.clone();
         let (keep, runs_dir, max_age) = (

@@ -4,22 +4,17 @@
 //! by their shard key, so one author's comments stay on one worker, as they
 //! would on a real client). The fixed evaluation split never enters a shard.
 //!
-//! Layout of a run directory (the same path inside every pod that mounts it):
-//!
-//! ```text
-//! <runs dir>/<run id>/
-//!   token                  the run token (mode 0600)
-//!   model.json vocab.json  architecture and vocabulary (built from the shards' data)
-//!   validation.tsv         the evaluation split, for the aggregator's per-round check
-//!   worker-<i>/shard.tsv   worker i's data, and nothing else in that folder
-//!   worker-<i>/token       the run token again (a worker mounts only its folder)
-//!   state/ status.json result.json *.log   the aggregator's files
-//! ```
+//! The run directory (`<runs dir>/<run id>/`, the same path inside every pod
+//! that mounts it) has the layout of [`bloginfer_fl::spec`]; the validation
+//! data there is the fixed evaluation split, for the aggregator's per-round
+//! check, and the vocabulary is built from the shards' data.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use bloginfer_fl::partition::{partition, write_tsv, Partition};
+use bloginfer_fl::launcher::{write_run_files, write_worker};
+use bloginfer_fl::partition::{partition, Partition};
+use bloginfer_fl::spec::{RunDir, WorkerSpec};
 use bloginfer_model::data::{self, stable_key, Example};
 use bloginfer_model::train::build_vocab;
 use bloginfer_model::ModelConfig;
@@ -65,6 +60,8 @@ pub struct Snapshot {
     pub dir: PathBuf,
     /// Examples per worker.
     pub worker_samples: Vec<WorkerSamples>,
+    /// The workers as the run's description lists them.
+    pub workers: Vec<WorkerSpec>,
     /// All training examples.
     pub train_samples: u64,
     /// Of them, feedback samples.
@@ -75,43 +72,6 @@ pub struct Snapshot {
     pub fingerprint: String,
 }
 
-/// The run directory's files, by name.
-pub struct RunPaths;
-
-impl RunPaths {
-    /// The run token.
-    pub fn token(dir: &Path) -> PathBuf {
-        dir.join("token")
-    }
-    /// Worker `i`'s folder.
-    pub fn worker(dir: &Path, i: usize) -> PathBuf {
-        dir.join(format!("worker-{i}"))
-    }
-    /// The aggregator's status file.
-    pub fn status(dir: &Path) -> PathBuf {
-        dir.join("status.json")
-    }
-    /// The aggregator's final status.
-    pub fn result(dir: &Path) -> PathBuf {
-        dir.join("result.json")
-    }
-}
-
-fn io(path: &Path, e: std::io::Error) -> OrchestratorError {
-    OrchestratorError::io(format!("cannot write {}", path.display()), e)
-}
-
-/// Writes a file readable by its owner only.
-pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).map_err(|e| io(path, e))?;
-    file.write_all(bytes).map_err(|e| io(path, e))
-}
-
 /// Writes the run directory `dir` for `inputs`, with `token` as the run token.
 pub fn write(dir: &Path, inputs: &Inputs<'_>, token: &str) -> Result<Snapshot> {
     if inputs.workers == 0 {
@@ -119,7 +79,6 @@ pub fn write(dir: &Path, inputs: &Inputs<'_>, token: &str) -> Result<Snapshot> {
             "a run needs at least one worker".into(),
         ));
     }
-    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
     // A feedback text that is also an evaluation text would leak the answer.
     let held_out: HashSet<&str> = inputs.evaluation.iter().map(|e| e.text.as_str()).collect();
     let feedback: Vec<&FeedbackSample> = inputs
@@ -129,7 +88,9 @@ pub fn write(dir: &Path, inputs: &Inputs<'_>, token: &str) -> Result<Snapshot> {
         .collect();
     let mut shards = partition(inputs.corpus, inputs.workers, Partition::Iid, inputs.seed)?;
     for sample in &feedback {
-        let shard = (stable_key(inputs.seed, &sample.shard_key) % inputs.workers as u64) as usize;
+        let workers = u64::try_from(inputs.workers).unwrap_or(u64::MAX);
+        let shard =
+            usize::try_from(stable_key(inputs.seed, &sample.shard_key) % workers).unwrap_or(0);
         shards[shard].push(Example {
             text: sample.text.clone(),
             label: sample.label,
@@ -142,35 +103,31 @@ pub fn write(dir: &Path, inputs: &Inputs<'_>, token: &str) -> Result<Snapshot> {
         inputs.min_count,
         inputs.model.vocab_size,
     );
-    let mut model = inputs.model.clone();
-    model.vocab_size = vocab.len();
-    let json = |value: serde_json::Result<String>| {
-        value.map_err(|e| OrchestratorError::Corrupt(e.to_string()))
-    };
-    let model_path = dir.join("model.json");
-    std::fs::write(&model_path, json(serde_json::to_string(&model))?)
-        .map_err(|e| io(&model_path, e))?;
-    let vocab_path = dir.join("vocab.json");
-    std::fs::write(&vocab_path, json(serde_json::to_string(&vocab))?)
-        .map_err(|e| io(&vocab_path, e))?;
-    write_tsv(&dir.join("validation.tsv"), inputs.evaluation)?;
-    write_private(&RunPaths::token(dir), token.as_bytes())?;
-    let mut worker_samples = Vec::with_capacity(shards.len());
+    let run = RunDir::new(dir);
+    write_run_files(&run, inputs.model, &vocab, inputs.evaluation, token)?;
+    let run_id = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_string();
+    let mut workers = Vec::with_capacity(shards.len());
     for (i, shard) in shards.iter().enumerate() {
-        let folder = RunPaths::worker(dir, i);
-        std::fs::create_dir_all(&folder).map_err(|e| io(&folder, e))?;
-        write_tsv(&folder.join("shard.tsv"), shard)?;
-        write_private(&folder.join("token"), token.as_bytes())?;
-        worker_samples.push(WorkerSamples {
-            worker_id: i.to_string(),
-            samples: shard.len() as u64,
-        });
+        workers.push(write_worker(&run, &run_id, &i.to_string(), shard, token)?);
     }
+    let worker_samples = workers
+        .iter()
+        .map(|w| WorkerSamples {
+            worker_id: w.id.clone(),
+            samples: w.samples,
+        })
+        .collect();
+    let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
     Ok(Snapshot {
         dir: dir.to_path_buf(),
         worker_samples,
-        train_samples: all.len() as u64,
-        feedback_samples: feedback.len() as u64,
+        workers,
+        train_samples: count(all.len()),
+        feedback_samples: count(feedback.len()),
         feedback_ids: feedback.iter().map(|s| s.id).collect(),
         fingerprint: data::fingerprint(&all),
     })
@@ -226,8 +183,12 @@ mod tests {
         let mut seen = Vec::new();
         let mut author_shard = std::collections::HashMap::new();
         for i in 0..3 {
-            let shard =
-                data::read_tsv(&RunPaths::worker(dir.path(), i).join("shard.tsv")).expect("shard");
+            let shard = data::read_tsv(
+                &RunDir::new(dir.path())
+                    .worker(&i.to_string())
+                    .join("shard.tsv"),
+            )
+            .expect("shard");
             assert_eq!(snap.worker_samples[i].samples, shard.len() as u64);
             for e in shard {
                 if let Some(n) = e.text.strip_prefix("反馈") {
@@ -249,7 +210,7 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(RunPaths::token(dir.path()))
+            let mode = std::fs::metadata(RunDir::new(dir.path()).token())
                 .expect("token")
                 .permissions()
                 .mode();

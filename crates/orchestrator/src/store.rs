@@ -336,10 +336,12 @@ pub async fn unfinished(db: &Db) -> Result<Vec<Run>> {
     rows.iter().map(read).collect()
 }
 
-/// When the newest run was created.
-pub async fn last_created_at(db: &Db) -> Result<Option<i64>> {
-    let row = sqlx::query("SELECT MAX(created_at) AS at FROM training_runs")
-        .fetch_one(db.read())
-        .await?;
+/// When the newest run not requested by `except_by` was created.
+pub async fn last_created_at(db: &Db, except_by: &str) -> Result<Option<i64>> {
+    let row =
+        sqlx::query("SELECT MAX(created_at) AS at FROM training_runs WHERE requested_by <> ?")
+            .bind(except_by)
+            .fetch_one(db.read())
+            .await?;
     Ok(row.try_get::<Option<i64>, _>("at")?)
 }

@@ -101,13 +101,6 @@ fn plan() -> RunPlan {
         dir: PathBuf::from("/data/runs").join(RUN),
         workers: 3,
         models_dir: PathBuf::from("/data/models"),
-        aggregator_flags: vec![
-            "--rounds=5".into(),
-            "--strategy=fedavg".into(),
-            "--min-clients=3".into(),
-        ],
-        settings: json!({"run_id": RUN}),
-        data_fingerprint: "f00d".into(),
     }
 }
 
@@ -149,25 +142,12 @@ fn expected_aggregator() -> Value {
     );
     let c = &mut job["spec"]["template"]["spec"]["containers"][0];
     c["image"] = json!(IMAGE);
-    c["args"] = json!([
-        "aggregator",
-        "--rounds=5",
-        "--strategy=fedavg",
-        "--min-clients=3"
-    ]);
+    // The run's settings are in its directory's run.json, not on the command line.
+    c["args"] = json!(["aggregator"]);
     let mut vars = c["env"].as_array().cloned().unwrap_or_default();
     vars.extend(env(&[
-        ("FL_LISTEN", "0.0.0.0:7000".into()),
-        ("FL_RUN_ID", RUN.into()),
-        ("FL_RUN_TOKEN_FILE", format!("{dir}/token")),
-        ("FL_MODEL_CONFIG", format!("{dir}/model.json")),
-        ("FL_VOCAB", format!("{dir}/vocab.json")),
-        ("FL_VALIDATION", format!("{dir}/validation.tsv")),
-        ("FL_STATE_DIR", format!("{dir}/state")),
-        ("FL_STATUS_FILE", format!("{dir}/status.json")),
-        ("FL_RESULT_FILE", format!("{dir}/result.json")),
-        ("FL_DATA_FINGERPRINT", "f00d".into()),
-        ("FL_SETTINGS", json!({"run_id": RUN}).to_string()),
+        ("LISTEN_ADDR", "0.0.0.0:7000".into()),
+        ("FL_RUN_DIR", dir),
         ("MODEL_DIR", "/data/models".into()),
     ]));
     c["env"] = json!(vars);
@@ -221,8 +201,7 @@ fn expected_workers() -> Value {
             format!("http://bloginfer-agg-{RUN}.bloginfer.svc:7000"),
         ),
         ("FL_RUN_ID", RUN.into()),
-        ("FL_RUN_TOKEN_FILE", "/shard/token".into()),
-        ("FL_SHARD", "/shard/shard.tsv".into()),
+        ("FL_WORKER_DIR", "/shard".into()),
     ]));
     c["env"] = json!(vars);
     job

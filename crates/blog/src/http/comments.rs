@@ -6,6 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, put};
 use axum::{Json, Router};
+use bloginfer_service::common::{iso_millis, now_millis};
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -13,7 +14,7 @@ use sqlx::Row;
 use super::profiles::Profile;
 use crate::error::{ApiError, Problems};
 use crate::extract::{AuthUser, JsonBody, MaybeAuthUser};
-use crate::{iso_millis, now_millis, AppState};
+use crate::AppState;
 
 pub(crate) fn router() -> Router<Arc<AppState>> {
     Router::new()

@@ -23,6 +23,8 @@ pub(crate) fn router() -> Router<Arc<AppState>> {
         .route("/v1/sentiment/stats", get(forward))
 }
 
+const UNREACHABLE: &str = "the inference service is unreachable; retry shortly";
+
 /// The inference service's base URL and a client for forwarding.
 pub struct InferenceProxy {
     http: reqwest::Client,
@@ -60,10 +62,10 @@ async fn forward(
     if let Some(kind) = headers.get(header::CONTENT_TYPE) {
         request = request.header(header::CONTENT_TYPE, kind);
     }
-    let answer = request.send().await.map_err(|e| {
-        tracing::warn!("inference unreachable: {e}");
-        ApiError::Unavailable("the inference service is unreachable; retry shortly")
-    })?;
+    let answer = request
+        .send()
+        .await
+        .map_err(|e| ApiError::unavailable(UNREACHABLE, format_args!("inference: {e}")))?;
     let status = StatusCode::from_u16(answer.status().as_u16())
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let mut response = Response::builder().status(status);
@@ -73,8 +75,7 @@ async fn forward(
         }
     }
     let bytes = answer.bytes().await.map_err(|e| {
-        tracing::warn!("inference answer cut short: {e}");
-        ApiError::Unavailable("the inference service is unreachable; retry shortly")
+        ApiError::unavailable(UNREACHABLE, format_args!("inference answer cut short: {e}"))
     })?;
     response
         .body(Body::from(bytes))

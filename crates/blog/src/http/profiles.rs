@@ -5,12 +5,13 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use bloginfer_service::common::now_millis;
 use serde::Serialize;
 use sqlx::Row;
 
 use crate::error::ApiError;
 use crate::extract::{AuthUser, MaybeAuthUser};
-use crate::{now_millis, AppState};
+use crate::AppState;
 
 pub(crate) fn router() -> Router<Arc<AppState>> {
     Router::new()
@@ -24,11 +25,11 @@ pub(crate) fn router() -> Router<Arc<AppState>> {
 /// The profile object of the API.
 #[derive(Clone, Serialize, serde::Deserialize)]
 pub struct Profile {
-    /// Username.
+    /// The name in the profile's URL (`/api/profiles/{username}`).
     pub username: String,
-    /// Bio.
+    /// What the user wrote about themselves, if anything.
     pub bio: Option<String>,
-    /// Image URL.
+    /// Where the user's picture is, if they gave one.
     pub image: Option<String>,
     /// Whether the viewer follows this user.
     pub following: bool,

@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use bloginfer_service::common::{now_millis, random_hex};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
@@ -13,7 +14,7 @@ use crate::auth::{hash_password, verify_password};
 use crate::error::{unique_violation, ApiError, Problems};
 use crate::extract::{AuthUser, ClientIp, JsonBody};
 use crate::limit::Limited;
-use crate::{now_millis, AppState};
+use crate::AppState;
 
 pub(crate) fn router() -> Router<Arc<AppState>> {
     Router::new()
@@ -205,10 +206,8 @@ async fn login(
 
 /// An argon2id hash of a random password nobody knows, verified when the
 /// account does not exist (made once, on the first such login).
-static UNKNOWN_ACCOUNT_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    let secret: [u8; 16] = rand::random();
-    hash_password(&format!("{secret:?}")).unwrap_or_default()
-});
+static UNKNOWN_ACCOUNT_HASH: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| hash_password(&random_hex(16)).unwrap_or_default());
 
 async fn logout(
     State(state): State<Arc<AppState>>,

@@ -3,7 +3,9 @@
 
 use serde_json::{json, Value};
 
-use crate::{spawn_app, Method, Options, TestDb};
+use bloginfer_service::Server;
+
+use crate::{serve, spawn_app, Method, Options, TestDb};
 
 /// Publishes a small random model and returns the registry directory.
 fn model_registry(dir: &std::path::Path) -> std::path::PathBuf {
@@ -33,9 +35,9 @@ fn model_registry(dir: &std::path::Path) -> std::path::PathBuf {
     root
 }
 
-/// Starts the inference service on `listener`.
-async fn start_inference(models: std::path::PathBuf, listener: tokio::net::TcpListener) {
-    let service = bloginfer_infer::InferService::start(bloginfer_infer::InferConfig {
+/// Starts the inference service on `listener`, with its model loaded.
+async fn start_inference(models: std::path::PathBuf, listener: tokio::net::TcpListener) -> Server {
+    let service = bloginfer_infer::Inference::build(bloginfer_infer::InferConfig {
         models_dir: models,
         pinned_version: None,
         batching: bloginfer_infer::BatchConfig {
@@ -49,8 +51,7 @@ async fn start_inference(models: std::path::PathBuf, listener: tokio::net::TcpLi
     })
     .expect("inference");
     service.reload_now().await;
-    let router = service.router();
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    serve(service, listener).await
 }
 
 async fn comments_get_sentiment_late_when_inference_was_down_and_humans_correct_it(db: &TestDb) {
@@ -126,7 +127,7 @@ async fn comments_get_sentiment_late_when_inference_was_down_and_humans_correct_
     let listener = tokio::net::TcpListener::bind(inference_addr)
         .await
         .expect("rebind the inference port");
-    start_inference(models, listener).await;
+    let _inference = start_inference(models, listener).await;
     let (status, body) = app
         .call(Method::POST, "/v1/sentiment", None, Some(sentence))
         .await;

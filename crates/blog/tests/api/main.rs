@@ -1,21 +1,26 @@
-//! The blog API over real HTTP on loopback. Suites that do not depend on the
-//! database run on SQLite and on MariaDB (127.0.0.1:3306, a fresh database per
-//! test, dropped afterwards); Redis tests use the local Redis or a private
-//! `redis-server`.
+//! The blog API over real HTTP on loopback, hosted as `bloginfer blog` hosts
+//! it (the chassis adds probes, `/metrics` and the JSON 404). Suites that do
+//! not depend on the database run on SQLite and on MariaDB (127.0.0.1:3306, a
+//! fresh database per test, dropped afterwards); Redis tests use the local
+//! Redis or a private `redis-server`.
 
 mod articles;
 mod comments;
+mod host;
 mod limits;
 mod pages;
 mod redis;
 mod users;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bloginfer_blog::limit::LoginLimits;
 use bloginfer_blog::{Blog, BlogConfig};
+use bloginfer_service::{CancellationToken, Host, ServeConfig, Server, Service};
 pub use reqwest::Method;
 use serde_json::{json, Value};
+use tokio::net::TcpListener;
 
 pub use bloginfer_testkit::{unique, TestDb};
 
@@ -52,6 +57,9 @@ pub fn local_redis() -> (String, String) {
 pub struct App {
     pub url: String,
     pub http: reqwest::Client,
+    pub blog: Blog,
+    /// The server, which runs until the test's runtime ends.
+    _server: Server,
 }
 
 /// Starts the blog on `db` and a free loopback port.
@@ -60,9 +68,11 @@ pub async fn spawn_app(db: &TestDb, options: Options) -> App {
         Some((url, prefix)) => (Some(url), prefix),
         None => (None, String::new()),
     };
-    let blog = Blog::start(BlogConfig {
-        database_url: db.url.clone(),
-        jwt_secret: b"a test secret that is long enough for HS256".to_vec(),
+    let blog = Blog::build(BlogConfig {
+        database: bloginfer_blog::db::DbOptions::new(&db.url).expect("database url"),
+        jwt_secret: b"a test secret that is long enough for HS256"
+            .to_vec()
+            .into(),
         admin_email: Some("boss@example.com".into()),
         redis_url,
         redis_prefix,
@@ -75,19 +85,29 @@ pub async fn spawn_app(db: &TestDb, options: Options) -> App {
         behind_proxy: options.behind_proxy,
     })
     .await
-    .expect("blog starts");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let app = blog
-        .router()
-        .into_make_service_with_connect_info::<std::net::SocketAddr>();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    .expect("blog builds");
+    let server = serve(blog.clone(), free_port().await).await;
     App {
-        url,
+        url: server.url(),
         http: reqwest::Client::new(),
+        blog,
+        _server: server,
     }
+}
+
+/// A listener on a free loopback port.
+pub async fn free_port() -> TcpListener {
+    bloginfer_service::bind("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("bind")
+}
+
+/// Mounts `service` alone on a host and serves it on `listener`.
+pub async fn serve(service: impl Service, listener: TcpListener) -> Server {
+    let mut host = Host::new(ServeConfig::default(), CancellationToken::new());
+    host.mount(Arc::new(service));
+    let (router, handle) = host.into_router();
+    handle.start(listener, router).expect("serve")
 }
 
 impl App {

@@ -1,20 +1,22 @@
-//! `bloginfer fl run`: a whole federated run on this machine — shards, one
-//! aggregator and N worker processes on loopback, live progress, and the
-//! final model stored as a new current registry version.
+//! `bloginfer fl run`: a whole federated run on this machine: the run
+//! directory written (shards, model files, `run.json`), one aggregator and N
+//! worker processes on loopback, live progress, and the final model stored as
+//! a new registry version.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
-use bloginfer_fl::launcher::{launch, prepare, random_token, Launch, LaunchProgress, Sharding};
+use bloginfer_fl::launcher::{prepare, LocalLauncher, RunData, Sharding};
 use bloginfer_fl::partition::Partition;
-use bloginfer_fl::protocol::RunStatus;
+use bloginfer_fl::spec::{RunDir, RunShape};
 use bloginfer_model::data;
 use bloginfer_model::train::build_vocab;
 use clap::{Args, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
 
-use super::args::{ModelArgs, RunArgs};
+use crate::args::model::ModelArgs;
+use crate::args::run::{RunArgs, TuningArgs};
+use crate::progress::RoundBar;
 
 /// `bloginfer fl ...`
 #[derive(Subcommand)]
@@ -42,8 +44,10 @@ pub struct FlRunArgs {
     #[command(flatten)]
     run: RunArgs,
     #[command(flatten)]
+    tuning: TuningArgs,
+    #[command(flatten)]
     model: ModelArgs,
-    /// Working directory for shards, logs and aggregator state [default: ./var/fl/<run id>].
+    /// The run directory: shards, logs and aggregator state [default: ./var/fl/<run id>].
     #[arg(long)]
     work_dir: Option<PathBuf>,
     /// Keep the shard files after a successful run.
@@ -54,84 +58,13 @@ pub struct FlRunArgs {
     no_promote: bool,
 }
 
-struct RoundBar {
-    bar: ProgressBar,
-}
-
-impl RoundBar {
-    fn new(rounds: u32) -> Self {
-        let bar = ProgressBar::new(u64::from(rounds));
-        bar.set_style(
-            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} rounds  {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-        );
-        bar.set_prefix("federated");
-        Self { bar }
-    }
-}
-
-impl LaunchProgress for RoundBar {
-    fn status(&mut self, s: &RunStatus, elapsed: Duration) {
-        let done = s.history.iter().filter(|r| r.round > 0).count() as u32;
-        if u64::from(done) > self.bar.position() {
-            if let Some(r) = s.history.last() {
-                let line = format!(
-                    "round {:>3}: {} clients  train loss {}  val accuracy {}  ({:.1} s)",
-                    r.round,
-                    r.clients,
-                    fmt_opt(r.train_loss),
-                    fmt_opt(r.val_accuracy),
-                    r.seconds
-                );
-                // indicatif drops println when stderr is not a terminal (logs, CI).
-                if self.bar.is_hidden() {
-                    eprintln!("{line}");
-                } else {
-                    self.bar.println(line);
-                }
-            }
-        }
-        self.bar.set_position(u64::from(done));
-        let eta = if done > 0 {
-            let per_round = elapsed.as_secs_f64() / f64::from(done);
-            format!(
-                "eta {:.0} s",
-                per_round * f64::from(s.rounds.saturating_sub(done))
-            )
-        } else {
-            "eta -".to_string()
-        };
-        let last = s.history.last();
-        self.bar.set_message(format!(
-            "round {} {}: {}/{} reported  loss {}  acc {}  {eta}",
-            s.round,
-            s.phase,
-            s.reported,
-            s.selected,
-            fmt_opt(last.and_then(|r| r.train_loss)),
-            fmt_opt(last.and_then(|r| r.val_accuracy)),
-        ));
-    }
-}
-
 fn fmt_opt(v: Option<f64>) -> String {
     v.map_or("-".into(), |v| format!("{v:.4}"))
-}
-
-fn run_id() -> String {
-    let stamp = humantime::format_rfc3339_seconds(SystemTime::now())
-        .to_string()
-        .replace([':', '-'], "")
-        .trim_end_matches('Z')
-        .to_lowercase();
-    format!("fl-{stamp}-{}", &random_token()[..6])
 }
 
 /// Runs `bloginfer fl ...`.
 pub fn run(models_dir: &Path, threads: usize, command: FlCommand) -> Result<()> {
     let FlCommand::Run(args) = command;
-    let args = *args;
     anyhow::ensure!(args.workers > 0, "--workers must be at least 1");
     let examples = match &args.data {
         Some(path) => data::read_tsv(path)?,
@@ -153,56 +86,67 @@ pub fn run(models_dir: &Path, threads: usize, command: FlCommand) -> Result<()> 
         args.model.min_count,
         model.vocab_size,
     );
-    let run_id = run_id();
-    let dir = args
-        .work_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("./var/fl").join(&run_id));
+    let run_id = format!(
+        "fl-{}-{}",
+        bloginfer_common::compact_utc_stamp(),
+        bloginfer_common::random_hex(3)
+    );
+    let dir = RunDir::new(
+        args.work_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("./var/fl").join(&run_id)),
+    );
+    let tuning = args.tuning.tuning()?;
+    let spec = tuning.spec(RunShape {
+        run_id: run_id.clone(),
+        strategy: args.run.strategy,
+        rounds: args.run.rounds,
+        workers: args.workers,
+        promote: !args.no_promote,
+        linger: Duration::from_secs(10),
+        data_fingerprint: Some(data::fingerprint(&train)),
+        settings: serde_json::Value::Null,
+    })?;
+    let data = RunData {
+        train: &train,
+        validation: &validation,
+        vocab: &vocab,
+        model: &model,
+    };
     let sharding = Sharding {
         workers: args.workers,
         partition: args.partition,
-        seed: args.run.seed,
+        seed: tuning.local.seed,
     };
-    let files = prepare(&dir, &train, &validation, &vocab, &model, sharding)?;
+    let spec = prepare(&dir, &data, sharding, spec)?;
+    let sizes: Vec<u64> = spec.workers.iter().map(|w| w.samples).collect();
     eprintln!(
-        "run {run_id}: {} workers ({} partition, shards of {:?} examples), {} rounds of {}, validating on {} examples; logs in {}",
+        "run {run_id}: {} workers ({} partition, shards of {sizes:?} examples), {} rounds of {}, validating on {} examples; logs in {}",
         args.workers,
         args.partition,
-        files.shard_sizes,
         args.run.rounds,
         args.run.strategy,
         validation.len(),
-        dir.display()
+        dir.path().display()
     );
-    let mut aggregator_args = args.run.to_flags();
-    if args.run.min_clients.is_none() {
-        aggregator_args.push(format!("--min-clients={}", args.workers));
-    }
-    aggregator_args.push(format!("--data-fingerprint={}", data::fingerprint(&train)));
-    aggregator_args.push("--linger=10s".into());
-    if !args.no_promote {
-        aggregator_args.push("--promote".into());
-    }
-    let plan = Launch {
-        exe: std::env::current_exe().context("cannot find the bloginfer binary")?,
-        files: files.clone(),
-        run_id,
-        token: random_token(),
-        models_dir: models_dir.to_path_buf(),
-        aggregator_args,
-        worker_threads: threads,
-    };
+    let exe = std::env::current_exe().context("cannot find the bloginfer binary")?;
+    // Workers sit idle while the aggregator evaluates, so it may use every core.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let launcher = LocalLauncher::new(exe, models_dir.to_path_buf(), threads, cores);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     let mut bar = RoundBar::new(args.run.rounds);
-    let outcome = runtime.block_on(launch(&plan, &mut bar));
-    bar.bar.finish_and_clear();
+    let outcome = runtime.block_on(async {
+        let mut run = launcher.start(&dir).await?;
+        run.follow(&mut bar).await
+    });
+    bar.finish();
     let outcome = outcome?;
     if !args.keep_shards {
-        for shard in &files.shards {
-            let _ = std::fs::remove_file(shard);
+        for worker in &spec.workers {
+            let _ = std::fs::remove_file(dir.worker(&worker.id).join("shard.tsv"));
         }
     }
     let last = outcome.status.history.last();

@@ -1,25 +1,23 @@
 //! `bloginfer infer`: the online inference service.
 
-use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-use bloginfer_infer::{BatchConfig, InferConfig, InferService};
+use anyhow::Result;
+use bloginfer_infer::{BatchConfig, InferConfig, Inference};
+use bloginfer_service::ServeConfig;
 use clap::Args;
+
+use crate::args::{duration, listen_default, ListenArgs};
+use crate::serve;
 
 /// Flags of `bloginfer infer`.
 #[derive(Args)]
+#[command(mut_arg("listen", |a| listen_default(a, "127.0.0.1:8000")))]
 pub struct InferArgs {
-    /// Address to listen on (0.0.0.0 in a container).
-    #[arg(long, env = "HOST", default_value = "127.0.0.1")]
-    host: IpAddr,
-    /// Port to listen on (0: any free port).
-    #[arg(long, env = "PORT", default_value_t = 8000)]
-    port: u16,
-    /// Write the bound address here once listening (useful with port 0).
-    #[arg(long)]
-    addr_file: Option<PathBuf>,
+    #[command(flatten)]
+    listen: ListenArgs,
     /// Serve this version instead of following the registry's current pointer.
     #[arg(long, env = "MODEL_VERSION")]
     model_version: Option<String>,
@@ -27,7 +25,7 @@ pub struct InferArgs {
     #[arg(long, env = "INFER_MAX_BATCH", default_value_t = 64)]
     max_batch: usize,
     /// How long a request may wait for others to share its forward pass (e.g. 1ms, 500us).
-    #[arg(long, env = "INFER_MAX_WAIT", default_value = "1ms", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "INFER_MAX_WAIT", default_value = "1ms", value_parser = duration)]
     max_wait: Duration,
     /// Requests that may wait; beyond this the service answers 503 with Retry-After.
     #[arg(long, env = "INFER_QUEUE_CAPACITY", default_value_t = 1024)]
@@ -36,7 +34,7 @@ pub struct InferArgs {
     #[arg(long, env = "INFER_COMPUTE_WORKERS")]
     compute_workers: Option<usize>,
     /// How often the registry's current pointer is checked.
-    #[arg(long, env = "INFER_RELOAD_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "INFER_RELOAD_INTERVAL", default_value = "1s", value_parser = duration)]
     reload_interval: Duration,
     /// Largest accepted request body, in KiB.
     #[arg(long, env = "INFER_MAX_BODY_KIB", default_value_t = 1024)]
@@ -58,30 +56,18 @@ pub fn run(models_dir: &Path, args: InferArgs) -> Result<()> {
         reload_interval: args.reload_interval,
         max_body_bytes: args.max_body_kib.saturating_mul(1024),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cores.clamp(1, 4))
-        .max_blocking_threads(config.batching.compute_workers + 4)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
-        let service = InferService::start(config)?;
-        service.reload_now().await;
-        let _reloader = service.spawn_reloader();
-        let addr = SocketAddr::new(args.host, args.port);
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr}"))?;
-        let bound = listener.local_addr()?;
-        if let Some(path) = &args.addr_file {
-            bloginfer_model::registry::write_atomic(path, bound.to_string().as_bytes())?;
-        }
-        tracing::info!(%bound, ready = service.shared().store.get().is_some(), "inference service listening");
-        axum::serve(listener, service.router())
-            .with_graceful_shutdown(super::aggregator::shutdown_signal())
-            .await
-            .context("server failed")?;
-        tracing::info!("drained; bye");
-        Ok(())
+    // Forward passes run on blocking threads; a few async threads route requests.
+    serve::runtime(Some(cores.clamp(1, 4)))?.block_on(async {
+        let (listener, _) = serve::bind(&args.listen).await?;
+        let inference = Inference::build(config)?;
+        inference.reload_now().await;
+        serve::host(
+            listener,
+            &args.listen,
+            ServeConfig::default(),
+            vec![Arc::new(inference)],
+            None,
+        )
+        .await
     })
 }

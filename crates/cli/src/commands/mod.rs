@@ -1,12 +1,10 @@
 //! One module per subcommand.
 
 pub mod aggregator;
-pub mod args;
 pub mod blog;
 pub mod eval;
 pub mod fl;
 pub mod infer;
-pub mod labeler;
 pub mod models;
 pub mod orchestrator;
 pub mod predict;

@@ -36,7 +36,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = TrainConfig::default().patience)]
     patience: usize,
     #[command(flatten)]
-    model: super::args::ModelArgs,
+    model: crate::args::model::ModelArgs,
     /// Share of training tokens replaced by <unk> (word dropout).
     #[arg(long, default_value_t = TrainConfig::default().token_dropout)]
     token_dropout: f64,

@@ -3,55 +3,56 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use bloginfer_fl::client::{run_worker, Fault, WorkerConfig};
+use bloginfer_fl::spec::WorkerDir;
 use clap::Args;
+
+use crate::args::duration;
 
 /// Flags of `bloginfer worker`.
 #[derive(Args)]
 pub struct WorkerArgs {
-    /// Aggregator base URL.
+    /// The aggregator's base URL.
     #[arg(long, env = "FL_AGGREGATOR_URL")]
     aggregator: String,
-    #[command(flatten)]
-    token: super::aggregator::RunToken,
-    /// The run this worker belongs to; an aggregator of another run is refused.
+    /// This worker's folder: who it is, its own data and its token, nothing else.
+    #[arg(long, env = "FL_WORKER_DIR")]
+    worker_dir: PathBuf,
+    /// The run this worker must belong to (checked against its folder).
     #[arg(long, env = "FL_RUN_ID")]
     run_id: Option<String>,
-    /// This worker's id (a Kubernetes Indexed Job sets JOB_COMPLETION_INDEX).
-    #[arg(long, env = "JOB_COMPLETION_INDEX")]
-    worker_id: String,
-    /// This worker's own data (`label<TAB>text` TSV); `{id}` is replaced by the worker id.
-    #[arg(long, env = "FL_SHARD")]
-    shard: String,
     /// Give up after the aggregator has been unreachable this long.
-    #[arg(long, env = "FL_MAX_UNREACHABLE", default_value = "2m", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "FL_MAX_UNREACHABLE", default_value = "2m", value_parser = duration)]
     max_unreachable: Duration,
-    /// Misbehave on purpose, to test the aggregator's defences: nan, scale:FACTOR or sign-flip[:FACTOR].
-    #[arg(long, default_value = "none")]
+    /// Misbehave on purpose, to test the aggregator's defences (tests only).
+    #[arg(long, default_value = "none", hide = true)]
     fault: Fault,
 }
 
 /// Runs `bloginfer worker`.
 pub fn run(threads: usize, args: WorkerArgs) -> Result<()> {
-    let config = WorkerConfig {
-        aggregator: args.aggregator,
-        token: args.token.resolve()?,
-        shard: PathBuf::from(args.shard.replace("{id}", &args.worker_id)),
-        worker_id: args.worker_id,
+    let config = WorkerConfig::from_dir(
+        args.aggregator,
+        &WorkerDir::new(&args.worker_dir),
         threads,
-        max_unreachable: args.max_unreachable,
-        fault: args.fault,
-        expected_run: args.run_id,
-    };
+        args.max_unreachable,
+        args.fault,
+    )?;
+    if let (Some(expected), Some(actual)) = (&args.run_id, &config.expected_run) {
+        anyhow::ensure!(
+            expected == actual,
+            "{} belongs to run {actual}, not {expected}",
+            args.worker_dir.display()
+        );
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+        .build()?;
     let summary = runtime.block_on(async {
         tokio::select! {
             result = run_worker(config) => result.map_err(anyhow::Error::from),
-            _ = super::aggregator::shutdown_signal() => Err(anyhow::anyhow!("interrupted")),
+            () = bloginfer_service::shutdown::signal() => Err(anyhow::anyhow!("interrupted")),
         }
     })?;
     tracing::info!(

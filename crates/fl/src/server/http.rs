@@ -1,25 +1,24 @@
 //! HTTP routes of the aggregator. Handlers parse, ask the coordinator, and
-//! map the answer; every error is an [`ErrorBody`] with a fitting status.
+//! map the answer; errors are the chassis's envelope with a fitting status.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use bloginfer_service::{
+    BodyBytes, JsonBody, PathParams, QueryParams, ServiceError, ServiceResult,
+};
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 
-use super::coordinator::{Phase, Received, Refusal};
+use super::coordinator::{Received, Refusal};
 use super::Shared;
-use crate::protocol::{
-    ErrorBody, ErrorDetail, RegisterRequest, RunPlan, Task, UpdateAccepted, UpdateHeader,
-    UPDATE_KIND,
-};
+use crate::protocol::{RegisterRequest, RunPlan, Task, UpdateAccepted, UpdateHeader, UPDATE_KIND};
 use crate::wire::{self, WireSet};
 
 /// How long a task request waits for something to do before answering
@@ -29,27 +28,9 @@ fn long_poll(lease: Duration) -> Duration {
     (lease / 3).clamp(Duration::from_millis(500), Duration::from_secs(20))
 }
 
-/// An error answer.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    code: String,
-    message: String,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code: code.to_string(),
-            message: message.into(),
-        }
-    }
-}
-
-impl From<Refusal> for ApiError {
+impl From<Refusal> for ServiceError {
     fn from(r: Refusal) -> Self {
-        Self::new(
+        ServiceError::new(
             StatusCode::from_u16(r.status).unwrap_or(StatusCode::CONFLICT),
             r.code,
             r.message,
@@ -57,36 +38,10 @@ impl From<Refusal> for ApiError {
     }
 }
 
-impl From<JsonRejection> for ApiError {
-    fn from(r: JsonRejection) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_json", r.body_text())
-    }
-}
-
-impl From<QueryRejection> for ApiError {
-    fn from(r: QueryRejection) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_query", r.body_text())
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code,
-                message: self.message,
-            },
-        };
-        (self.status, Json(body)).into_response()
-    }
-}
-
-type ApiResult<T> = Result<T, ApiError>;
-
-/// The aggregator's router.
-pub fn app(shared: Arc<Shared>) -> Router {
+/// The aggregator's routes; every one needs the run token.
+pub fn routes(shared: Arc<Shared>) -> Router {
     let limit = shared.config.max_body_bytes;
-    let protected = Router::new()
+    Router::new()
         .route("/v1/register", post(register))
         .route("/v1/task", get(task))
         .route("/v1/rounds/{round}/weights", get(weights))
@@ -95,24 +50,9 @@ pub fn app(shared: Arc<Shared>) -> Router {
         .route_layer(middleware::from_fn_with_state(
             shared.clone(),
             require_token,
-        ));
-    Router::new()
-        .merge(protected)
-        .route(
-            "/healthz",
-            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
-        )
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
-        })
+        ))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(shared)
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn require_token(
@@ -126,40 +66,25 @@ async fn require_token(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    if !constant_time_eq(presented.as_bytes(), shared.config.token.as_bytes()) {
-        return ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing or wrong run token",
-        )
-        .into_response();
+    let expected = shared.config.token.expose_secret();
+    if !bloginfer_common::constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
+        return ServiceError::unauthorized("missing or wrong run token").into_response();
     }
     next.run(request).await
 }
 
-fn valid_worker_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-}
-
 async fn register(
     State(shared): State<Arc<Shared>>,
-    body: Result<Json<RegisterRequest>, JsonRejection>,
-) -> ApiResult<Json<RunPlan>> {
-    let Json(req) = body?;
-    if !valid_worker_id(&req.worker_id) {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
+    JsonBody(req): JsonBody<RegisterRequest>,
+) -> ServiceResult<Json<RunPlan>> {
+    if !crate::spec::valid_id(&req.worker_id) {
+        return Err(ServiceError::unprocessable(
             "invalid_worker_id",
             "worker_id must be 1-64 of [A-Za-z0-9._-]",
         ));
     }
     if req.samples == 0 {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
+        return Err(ServiceError::unprocessable(
             "empty_shard",
             "a worker needs at least one sample",
         ));
@@ -191,16 +116,15 @@ struct TaskQuery {
 
 async fn task(
     State(shared): State<Arc<Shared>>,
-    query: Result<Query<TaskQuery>, QueryRejection>,
-) -> ApiResult<Json<Task>> {
-    let Query(q) = query?;
+    QueryParams(q): QueryParams<TaskQuery>,
+) -> ServiceResult<Json<Task>> {
     let mut changed = shared.subscribe();
     let give_up = tokio::time::Instant::now() + long_poll(shared.config.rules.lease);
     loop {
         let task = {
             let mut c = shared.lock();
             if !c.clients.contains_key(&q.worker_id) {
-                return Err(ApiError::new(
+                return Err(ServiceError::new(
                     StatusCode::NOT_FOUND,
                     "unknown_worker",
                     "register first",
@@ -218,7 +142,10 @@ async fn task(
     }
 }
 
-async fn weights(State(shared): State<Arc<Shared>>, Path(round): Path<u32>) -> ApiResult<Response> {
+async fn weights(
+    State(shared): State<Arc<Shared>>,
+    PathParams(round): PathParams<u32>,
+) -> ServiceResult<Response> {
     let body = {
         let c = shared.lock();
         if round != c.round {
@@ -227,8 +154,7 @@ async fn weights(State(shared): State<Arc<Shared>>, Path(round): Path<u32>) -> A
             } else {
                 "future_round"
             };
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
+            return Err(ServiceError::conflict(
                 code,
                 format!("the current round is {}, not {round}", c.round),
             ));
@@ -241,12 +167,12 @@ async fn weights(State(shared): State<Arc<Shared>>, Path(round): Path<u32>) -> A
 
 async fn update(
     State(shared): State<Arc<Shared>>,
-    Path(round): Path<u32>,
-    body: Bytes,
-) -> ApiResult<Json<UpdateAccepted>> {
+    PathParams(round): PathParams<u32>,
+    BodyBytes(body): BodyBytes,
+) -> ServiceResult<Json<UpdateAccepted>> {
     let bytes = body.len();
     shared.metrics.upload_bytes.inc_by(bytes as u64);
-    let reject = |worker: Option<&str>, code: &'static str, message: String| -> ApiError {
+    let reject = |worker: Option<&str>, code: &'static str, message: String| -> ServiceError {
         shared.metrics.rejected(code);
         let mut c = shared.lock();
         match worker {
@@ -256,14 +182,12 @@ async fn update(
         drop(c);
         shared.notify();
         tracing::warn!(round, worker, code, "update refused: {message}");
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+        ServiceError::unprocessable(code, message)
     };
     let decoded =
         tokio::task::spawn_blocking(move || wire::decode::<UpdateHeader>(&body, UPDATE_KIND))
             .await
-            .map_err(|e| {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-            })?;
+            .map_err(ServiceError::internal)?;
     let (header, set): (UpdateHeader, WireSet) =
         decoded.map_err(|e| reject(None, "malformed_update", e.to_string()))?;
     if header.round != round {
@@ -278,7 +202,7 @@ async fn update(
         .admissible(&header.run_id, round, &header.worker_id)
         .map_err(|r| {
             shared.metrics.rejected(r.code);
-            ApiError::from(r)
+            ServiceError::from(r)
         })?;
     let w = Some(header.worker_id.as_str());
     if header.samples == 0 {
@@ -309,7 +233,7 @@ async fn update(
     }
     let update = tokio::task::spawn_blocking(move || set.to_params())
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+        .map_err(ServiceError::internal)?;
     let worker = header.worker_id.clone();
     let received = shared
         .lock()
@@ -320,7 +244,7 @@ async fn update(
         })
         .map_err(|r| {
             shared.metrics.rejected(r.code);
-            ApiError::from(r)
+            ServiceError::from(r)
         })?;
     shared.metrics.updates_accepted.inc();
     tracing::info!(round, %worker, norm, bytes, "update accepted");
@@ -330,25 +254,4 @@ async fn update(
 
 async fn status(State(shared): State<Arc<Shared>>) -> Json<crate::protocol::RunStatus> {
     Json(shared.lock().status(Instant::now()))
-}
-
-async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
-    let phase_ok = !matches!(shared.lock().phase, Phase::Failed);
-    let status = if phase_ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, Json(serde_json::json!({ "ready": phase_ok }))).into_response()
-}
-
-async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        shared.metrics.render(),
-    )
-        .into_response()
 }

@@ -15,9 +15,8 @@ pub struct Reason {
     pub reason: String,
 }
 
-/// Every metric the aggregator exports.
+/// The aggregator's own metrics (request counts and latency are the chassis's).
 pub struct Metrics {
-    registry: Registry,
     /// Round now running.
     pub round: Gauge,
     /// Rounds aggregated.
@@ -39,10 +38,9 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Registers all metrics.
+    /// Metrics, registered nowhere yet.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("bloginfer_fl");
-        let m = Self {
+        Self {
             round: Gauge::default(),
             rounds_completed: Counter::default(),
             updates_accepted: Counter::default(),
@@ -52,50 +50,52 @@ impl Metrics {
             download_bytes: Counter::default(),
             round_seconds: Histogram::new(exponential_buckets(0.25, 2.0, 12)),
             validation_accuracy: Gauge::default(),
-            registry: Registry::default(),
-        };
-        registry.register("round", "Round now running", m.round.clone());
+        }
+    }
+
+    /// Registers them in `registry` (the host prefixes `bloginfer_fl_`).
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register("round", "Round now running", self.round.clone());
         registry.register(
             "rounds_completed",
             "Rounds aggregated",
-            m.rounds_completed.clone(),
+            self.rounds_completed.clone(),
         );
         registry.register(
             "updates_accepted",
             "Client updates averaged in",
-            m.updates_accepted.clone(),
+            self.updates_accepted.clone(),
         );
         registry.register(
             "updates_rejected",
             "Client updates refused, by reason",
-            m.updates_rejected.clone(),
+            self.updates_rejected.clone(),
         );
         registry.register(
             "clients_available",
             "Workers seen recently",
-            m.clients_available.clone(),
+            self.clients_available.clone(),
         );
         registry.register(
             "upload_bytes",
             "Update body bytes received",
-            m.upload_bytes.clone(),
+            self.upload_bytes.clone(),
         );
         registry.register(
             "download_bytes",
             "Weight body bytes sent",
-            m.download_bytes.clone(),
+            self.download_bytes.clone(),
         );
         registry.register(
             "round_seconds",
             "Wall time of a round",
-            m.round_seconds.clone(),
+            self.round_seconds.clone(),
         );
         registry.register(
             "validation_accuracy",
             "Server-side validation accuracy after the last round",
-            m.validation_accuracy.clone(),
+            self.validation_accuracy.clone(),
         );
-        Self { registry, ..m }
     }
 
     /// Counts a refused update.
@@ -105,15 +105,6 @@ impl Metrics {
                 reason: reason.to_string(),
             })
             .inc();
-    }
-
-    /// The text exposition format.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
-            out.clear();
-        }
-        out
     }
 }
 

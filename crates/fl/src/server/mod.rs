@@ -1,33 +1,39 @@
 //! The aggregator: an HTTP/2 (or HTTP/1.1) service that runs one federated
 //! training run. Workers register, long-poll for tasks, download the round's
 //! global weights and upload pseudo-gradients; a driver task closes rounds,
-//! aggregates, evaluates, persists, and finally writes the model to the registry.
+//! aggregates, evaluates, persists, and finally writes the model to the
+//! registry. [`Aggregator`] is the service facade; its driver is its one
+//! background task, and when the run is over it asks the host to shut down.
 
 mod coordinator;
 mod http;
 mod metrics;
 pub mod persist;
 
+mod config;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use axum::Router;
 use bloginfer_model::data::Example;
 use bloginfer_model::train::{encode_all, evaluate, Encoded};
 use bloginfer_model::{Checkpoint, ModelConfig, Registry, SentimentModel, TrainingMetadata};
+use bloginfer_service::{BoxFuture, CancellationToken, Readiness, Service, Supervisor};
 use bloginfer_text::{Encoder, Vocab};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use tokio::net::TcpListener;
+use secrecy::SecretString;
 use tokio::sync::watch;
 
+pub use config::HostSettings;
 pub use coordinator::{Coordinator, Phase, Refusal, RoundRules};
-pub use http::app;
 
 use crate::error::{FlError, Result};
 use crate::params::ParamSet;
-use crate::protocol::{LocalSettings, RoundRecord, WeightsHeader, WEIGHTS_KIND};
+use crate::protocol::{LocalSettings, RoundRecord, RunStatus, WeightsHeader, WEIGHTS_KIND};
 use crate::strategy::{combine, Contribution, ServerState, Strategy};
 use crate::wire::{self, WireDtype, WireSet};
 
@@ -37,7 +43,7 @@ pub struct AggregatorConfig {
     /// Run id (ties state files and updates to this run).
     pub run_id: String,
     /// Token every request must carry.
-    pub token: String,
+    pub token: SecretString,
     /// Architecture (its `vocab_size` must match `vocab`).
     pub model: ModelConfig,
     /// Shared vocabulary.
@@ -96,7 +102,7 @@ impl Shared {
     /// Locks the state machine (a poisoned lock is still usable: its data is
     /// only ever left consistent between statements).
     pub fn lock(&self) -> MutexGuard<'_, Coordinator> {
-        self.coordinator.lock().unwrap_or_else(|p| p.into_inner())
+        bloginfer_common::lock(&self.coordinator)
     }
 
     /// Wakes long-polling workers and the driver.
@@ -124,6 +130,7 @@ fn encode_weights(run_id: &str, round: u32, global: &ParamSet) -> Result<Vec<u8>
 }
 
 /// A ready-to-serve aggregator: state loaded (or initialised and persisted).
+#[derive(Clone)]
 pub struct Aggregator {
     shared: Arc<Shared>,
 }
@@ -271,36 +278,47 @@ impl Aggregator {
         self.shared.clone()
     }
 
-    /// Serves on `listener` until the run is over (and workers were told, or
-    /// the linger time passed) or `shutdown` resolves. Returns the final
-    /// status (with the registry version, if one was written).
-    pub async fn serve(
-        self,
-        listener: TcpListener,
-        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> Result<crate::protocol::RunStatus> {
-        let shared = self.shared;
-        let (stop_tx, mut stop_rx) = watch::channel(false);
-        let driver = tokio::spawn(drive(shared.clone(), stop_tx.clone()));
-        let router = app(shared.clone());
-        let stop_on_signal = stop_tx.clone();
-        tokio::spawn(async move {
-            shutdown.await;
-            let _ = stop_on_signal.send(true);
-        });
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.wait_for(|stop| *stop).await;
-            })
-            .await
-            .map_err(|e| FlError::io("aggregator server failed", e))?;
-        driver.abort();
-        let guard = shared.lock();
+    /// How the run ended, once the host has stopped: its final status (with the
+    /// registry version, if one was written), or why it did not finish.
+    pub fn outcome(&self) -> Result<RunStatus> {
+        let guard = self.shared.lock();
         match (&guard.phase, &guard.error) {
             (_, Some(error)) => Err(FlError::Config(error.clone())),
             (Phase::Finished, _) => Ok(guard.status(Instant::now())),
             _ => Err(FlError::Config("stopped before the run finished".into())),
         }
+    }
+}
+
+impl Service for Aggregator {
+    fn name(&self) -> &'static str {
+        "fl"
+    }
+
+    fn routes(&self) -> Router {
+        http::routes(self.shared.clone())
+    }
+
+    fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.shared.metrics.register(registry);
+    }
+
+    fn ready(&self) -> BoxFuture<'_, Readiness> {
+        let failed = matches!(self.shared.lock().phase, Phase::Failed);
+        Box::pin(async move {
+            if failed {
+                Readiness::not_ready("the run failed")
+            } else {
+                Readiness::ready()
+            }
+        })
+    }
+
+    fn spawn_background(&self, tasks: &Supervisor) {
+        let (shared, host) = (self.shared.clone(), tasks.clone());
+        tasks.spawn("fl", "driver", true, move |token| {
+            drive(shared.clone(), token, host.clone())
+        });
     }
 }
 
@@ -515,20 +533,23 @@ fn write_status(shared: &Shared, last: &mut Option<StatusMark>) {
     }
     let written = serde_json::to_vec(&status)
         .map_err(|e| e.to_string())
-        .and_then(|json| {
-            bloginfer_model::registry::write_atomic(path, &json).map_err(|e| e.to_string())
-        });
+        .and_then(|json| bloginfer_common::write_atomic(path, &json).map_err(|e| e.to_string()));
     match written {
         Ok(()) => *last = Some(mark),
         Err(e) => tracing::warn!("cannot write the status file {}: {e}", path.display()),
     }
 }
 
-/// Closes rounds as they complete; finalises and stops the server at the end.
-async fn drive(shared: Arc<Shared>, stop: watch::Sender<bool>) {
+/// Closes rounds as they complete; finalises, and asks the host to shut down
+/// when the run is over and every worker was told (or the linger time passed).
+async fn drive(shared: Arc<Shared>, token: CancellationToken, host: Supervisor) {
     let mut changed = shared.subscribe();
     let mut last_status = None;
     loop {
+        if token.is_cancelled() {
+            write_status(&shared, &mut last_status);
+            return;
+        }
         write_status(&shared, &mut last_status);
         let now = Instant::now();
         let (ready, finalizing, done) = {
@@ -566,7 +587,7 @@ async fn drive(shared: Arc<Shared>, stop: watch::Sender<bool>) {
         if done {
             // A moment for the last long polls to deliver their answers.
             tokio::time::sleep(Duration::from_millis(200)).await;
-            let _ = stop.send(true);
+            host.request_shutdown();
             return;
         }
         if let Some((updates, round, global, server, started, attempt, rejected)) = ready {
@@ -659,7 +680,8 @@ async fn drive(shared: Arc<Shared>, stop: watch::Sender<bool>) {
         }
         tokio::select! {
             _ = changed.changed() => {}
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            () = token.cancelled() => {}
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
         }
     }
 }

@@ -89,7 +89,8 @@ pub fn save(
     )?;
     std::fs::create_dir_all(dir)
         .map_err(|e| FlError::io(format!("cannot create {}", dir.display()), e))?;
-    bloginfer_model::registry::write_atomic(&state_path(dir), &bytes)?;
+    bloginfer_common::write_atomic(&state_path(dir), &bytes)
+        .map_err(|e| FlError::io(format!("cannot write {}", state_path(dir).display()), e))?;
     Ok(())
 }
 

@@ -3,16 +3,16 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use bloginfer_labeler::{Review, Sentiment, Status, StoredSample};
+use bloginfer_service::{JsonBody, PathParams, QueryParams, ServiceError, ServiceResult};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{iso, Admin, ApiError, ApiState};
+use super::{iso, Admin, ApiState};
 
 pub(super) fn router() -> Router<Arc<ApiState>> {
     Router::new()
@@ -21,17 +21,17 @@ pub(super) fn router() -> Router<Arc<ApiState>> {
         .route("/v1/feedback/samples/{id}", get(one).put(review))
 }
 
-fn unprocessable(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", message)
+fn unprocessable(message: impl Into<String>) -> ServiceError {
+    ServiceError::unprocessable("invalid_request", message)
 }
 
-fn labeler(state: &ApiState) -> Result<&bloginfer_labeler::Labeler, ApiError> {
+fn labeler(state: &ApiState) -> ServiceResult<&bloginfer_labeler::Labeler> {
     state
         .orchestrator
         .labeler()
         .map(|l| l.as_ref())
         .ok_or_else(|| {
-            ApiError::new(
+            ServiceError::new(
                 StatusCode::NOT_FOUND,
                 "feedback_disabled",
                 "the feedback loop does not run in this orchestrator",
@@ -47,16 +47,20 @@ fn sample_json(s: &StoredSample) -> Value {
     value
 }
 
-async fn stats(State(state): State<Arc<ApiState>>, _admin: Admin) -> Result<Json<Value>, ApiError> {
+async fn stats(State(state): State<Arc<ApiState>>, _admin: Admin) -> ServiceResult<Json<Value>> {
     let labeler = labeler(&state)?;
-    let stats = labeler.store().stats().await.map_err(ApiError::internal)?;
+    let stats = labeler
+        .store()
+        .stats()
+        .await
+        .map_err(ServiceError::internal)?;
     let preview = state
         .orchestrator
         .feedback_preview()
         .await?
         .unwrap_or_default();
     let policy = labeler.policy();
-    let mut body = serde_json::to_value(&stats).map_err(ApiError::internal)?;
+    let mut body = serde_json::to_value(&stats).map_err(ServiceError::internal)?;
     body["labeler"] = json!({
         "source": labeler.source(),
         "model": labeler.llm_model(),
@@ -90,9 +94,8 @@ struct ListParams {
 async fn samples(
     State(state): State<Arc<ApiState>>,
     _admin: Admin,
-    params: Result<Query<ListParams>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let Query(params) = params.map_err(|e| unprocessable(e.body_text()))?;
+    QueryParams(params): QueryParams<ListParams>,
+) -> ServiceResult<Json<Value>> {
     let status = match params.status.as_deref().filter(|s| !s.is_empty()) {
         None => None,
         Some(s) => Some(
@@ -112,7 +115,7 @@ async fn samples(
         .store()
         .list(status, limit, offset)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ServiceError::internal)?;
     Ok(Json(json!({
         "samples": samples.iter().map(sample_json).collect::<Vec<_>>(),
         "total": total,
@@ -121,25 +124,21 @@ async fn samples(
     })))
 }
 
-fn not_found(id: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        format!("no sample {id}"),
-    )
+fn not_found(id: &str) -> ServiceError {
+    ServiceError::not_found(format!("no sample {id}"))
 }
 
 async fn one(
     State(state): State<Arc<ApiState>>,
     _admin: Admin,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+    PathParams(id): PathParams<String>,
+) -> ServiceResult<Json<Value>> {
     let number: i64 = id.parse().map_err(|_| not_found(&id))?;
     let sample = labeler(&state)?
         .store()
         .get(number)
         .await
-        .map_err(ApiError::internal)?
+        .map_err(ServiceError::internal)?
         .ok_or_else(|| not_found(&id))?;
     Ok(Json(json!({"sample": sample_json(&sample)})))
 }
@@ -154,11 +153,10 @@ struct ReviewBody {
 async fn review(
     State(state): State<Arc<ApiState>>,
     Admin(who): Admin,
-    Path(id): Path<String>,
-    body: Result<Json<ReviewBody>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+    PathParams(id): PathParams<String>,
+    JsonBody(body): JsonBody<ReviewBody>,
+) -> ServiceResult<Json<Value>> {
     let number: i64 = id.parse().map_err(|_| not_found(&id))?;
-    let Json(body) = body.map_err(|e| unprocessable(e.body_text()))?;
     let label = match body.label.as_deref() {
         None => None,
         Some(l) => match Sentiment::parse(l) {
@@ -177,7 +175,7 @@ async fn review(
         .store()
         .review(number, decision, &who)
         .await
-        .map_err(ApiError::internal)?
+        .map_err(ServiceError::internal)?
         .ok_or_else(|| not_found(&id))?;
     tracing::info!(sample = number, by = %who, ?decision, "feedback sample reviewed");
     Ok(Json(json!({"sample": sample_json(&sample)})))

@@ -6,42 +6,56 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use bloginfer_service::common::{constant_time_eq, iso_millis};
+use bloginfer_service::{JsonBody, PathParams, ServiceError, ServiceResult};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde_json::json;
 
 mod feedback;
 
 use crate::store::{RoundMetric, Run, WorkerSamples};
-use crate::{CancelError, Orchestrator, TrainingRequest, TriggerError};
+use crate::{CancelError, Orchestrator, OrchestratorError, TrainingRequest, TriggerError};
+
+/// Who may use the admin API.
+#[derive(Debug, Clone, Default)]
+pub struct AdminAuthConfig {
+    /// The admin token (`Authorization: Bearer <token>`), when configured.
+    pub token: Option<SecretString>,
+    /// The blog's base URL: admin users' sessions are checked there.
+    pub blog_url: Option<String>,
+}
 
 /// How admins are recognised.
 pub struct AdminAuth {
-    /// The admin token, when configured.
-    pub token: Option<String>,
-    /// The blog's base URL, for admin users' sessions.
-    pub blog_url: Option<String>,
+    token: Option<SecretString>,
+    blog_url: Option<String>,
     http: reqwest::Client,
 }
 
 impl AdminAuth {
-    /// Admins by `token` and by blog sessions at `blog_url`.
-    pub fn new(token: Option<String>, blog_url: Option<String>) -> Self {
+    /// Admins by the configured token and by blog sessions.
+    pub fn new(config: &AdminAuthConfig) -> Result<Self, OrchestratorError> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()
-            .unwrap_or_default();
-        Self {
-            token: token.filter(|t| !t.is_empty()),
-            blog_url: blog_url.map(|u| u.trim_end_matches('/').to_string()),
+            .map_err(|e| OrchestratorError::Config(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Self {
+            token: config
+                .token
+                .clone()
+                .filter(|t| !t.expose_secret().is_empty()),
+            blog_url: config
+                .blog_url
+                .as_ref()
+                .map(|u| u.trim_end_matches('/').to_string()),
             http,
-        }
+        })
     }
 }
 
@@ -50,80 +64,27 @@ pub struct ApiState {
     /// The orchestrator.
     pub orchestrator: Orchestrator,
     /// Admin recognition.
-    pub auth: AdminAuth,
+    pub auth: Arc<AdminAuth>,
 }
 
-/// An API error: `{"error": {"code", "message"}}` with a status.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-    retry_after: Option<Duration>,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-            retry_after: None,
-        }
-    }
-
-    fn internal(e: impl std::fmt::Display) -> Self {
-        tracing::error!("{e}");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "something went wrong on our side",
-        )
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = Json(json!({"error": {"code": self.code, "message": self.message}}));
-        match self.retry_after {
-            Some(wait) => (
-                self.status,
-                [(header::RETRY_AFTER, wait.as_secs().max(1).to_string())],
-                body,
-            )
-                .into_response(),
-            None => (self.status, body).into_response(),
-        }
-    }
-}
-
-impl From<crate::OrchestratorError> for ApiError {
-    fn from(e: crate::OrchestratorError) -> Self {
-        Self::internal(e)
+impl From<OrchestratorError> for ServiceError {
+    fn from(e: OrchestratorError) -> Self {
+        ServiceError::internal(e)
     }
 }
 
 /// A request by an admin; carries who it is.
 pub struct Admin(pub String);
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 impl FromRequestParts<Arc<ApiState>> for Admin {
-    type Rejection = ApiError;
+    type Rejection = ServiceError;
 
     async fn from_request_parts(
         parts: &mut Parts,
         state: &Arc<ApiState>,
-    ) -> Result<Self, ApiError> {
-        let unauthorized = || {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "an admin token or an admin session is required",
-            )
-        };
+    ) -> Result<Self, ServiceError> {
+        let unauthorized =
+            || ServiceError::unauthorized("an admin token or an admin session is required");
         let value = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -136,7 +97,7 @@ impl FromRequestParts<Arc<ApiState>> for Admin {
             return Err(unauthorized());
         }
         if let Some(token) = &auth.token {
-            if constant_time_eq(token.as_bytes(), credential.as_bytes()) {
+            if constant_time_eq(token.expose_secret().as_bytes(), credential.as_bytes()) {
                 return Ok(Admin("admin-token".into()));
             }
         }
@@ -150,32 +111,26 @@ impl FromRequestParts<Arc<ApiState>> for Admin {
             .send()
             .await
             .map_err(|e| {
-                tracing::warn!("cannot reach the blog to check a session: {e}");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
+                ServiceError::unavailable(
                     "unavailable",
                     "cannot check the session now; retry shortly",
                 )
+                .with_cause(format!("cannot reach the blog to check a session: {e}"))
             })?;
         match answer.status().as_u16() {
             200 => {}
             401 => return Err(unauthorized()),
             code => {
-                tracing::warn!(code, "the blog answered a session check unexpectedly");
-                return Err(ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
+                return Err(ServiceError::unavailable(
                     "unavailable",
                     "cannot check the session now; retry shortly",
-                ));
+                )
+                .with_cause(format!("the blog answered a session check with {code}")));
             }
         }
-        let user: serde_json::Value = answer.json().await.map_err(ApiError::internal)?;
+        let user: serde_json::Value = answer.json().await.map_err(ServiceError::internal)?;
         if user["user"]["admin"] != json!(true) {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "admins only",
-            ));
+            return Err(ServiceError::forbidden("admins only"));
         }
         Ok(Admin(
             user["user"]["username"]
@@ -186,53 +141,21 @@ impl FromRequestParts<Arc<ApiState>> for Admin {
     }
 }
 
-/// The routes: the admin API and the probes.
-pub fn routes(state: Arc<ApiState>, with_probes: bool) -> Router {
-    let mut router = Router::new()
+/// The admin API's routes.
+pub fn routes(state: Arc<ApiState>) -> Router {
+    Router::new()
         .route("/v1/trainings", post(trigger).get(list))
         .route("/v1/trainings/{id}", get(show))
         .route("/v1/trainings/{id}/cancel", post(cancel))
         .route("/v1/models", get(models))
         .route("/v1/models/{version}/promote", post(promote))
-        .merge(feedback::router());
-    if with_probes {
-        router = router
-            .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
-            .route("/readyz", get(readyz))
-            .route("/metrics", get(metrics));
-    }
-    router
-        .layer(axum::middleware::from_fn_with_state(state.clone(), record))
+        .merge(feedback::router())
+        .method_not_allowed_fallback(bloginfer_service::error::method_not_allowed)
         .with_state(state)
 }
 
-async fn record(
-    State(state): State<Arc<ApiState>>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let route = request
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map_or("unmatched", axum::extract::MatchedPath::as_str)
-        .to_string();
-    let response = next.run(request).await;
-    state
-        .orchestrator
-        .count_request(route, response.status().as_u16());
-    response
-}
-
-/// The JSON 404 for unknown paths.
-pub async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
-}
-
 fn iso(millis: Option<i64>) -> Option<String> {
-    millis.map(|m| {
-        let at = std::time::UNIX_EPOCH + Duration::from_millis(m.max(0) as u64);
-        humantime::format_rfc3339_millis(at).to_string()
-    })
+    millis.map(iso_millis)
 }
 
 #[derive(Serialize)]
@@ -298,28 +221,20 @@ fn summary(run: &Run) -> Summary {
 async fn trigger(
     State(state): State<Arc<ApiState>>,
     Admin(who): Admin,
-    body: Result<Json<TrainingRequest>, JsonRejection>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let Json(request) = body.map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_request",
-            e.body_text(),
-        )
-    })?;
+    JsonBody(request): JsonBody<TrainingRequest>,
+) -> ServiceResult<(StatusCode, Json<serde_json::Value>)> {
     match state.orchestrator.trigger(request, &who).await {
         Ok(id) => Ok((StatusCode::ACCEPTED, Json(json!({"id": id})))),
-        Err(TriggerError::Active(id)) => Err(ApiError::new(
-            StatusCode::CONFLICT,
+        Err(TriggerError::Active(id)) => Err(ServiceError::conflict(
             "run_active",
             format!("run {id} is still active"),
         )),
-        Err(e @ TriggerError::Cooldown(wait)) => Err(ApiError {
-            retry_after: Some(wait),
-            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "cooldown", e.to_string())
-        }),
-        Err(e @ TriggerError::Invalid { .. }) => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
+        Err(e @ TriggerError::Cooldown(wait)) => Err(ServiceError::too_many_requests(
+            "cooldown",
+            e.to_string(),
+            wait,
+        )),
+        Err(e @ TriggerError::Invalid { .. }) => Err(ServiceError::unprocessable(
             "invalid_request",
             e.to_string(),
         )),
@@ -330,26 +245,27 @@ async fn trigger(
 async fn list(
     State(state): State<Arc<ApiState>>,
     _admin: Admin,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> ServiceResult<Json<serde_json::Value>> {
     let o = &state.orchestrator;
     let runs = o.runs(100).await?;
     let cooldown = o.cooldown().await?;
     Ok(Json(json!({
         "trainings": runs.iter().map(summary).collect::<Vec<_>>(),
         "active_id": o.active_id(),
-        "cooldown_seconds": cooldown.as_secs_f64().ceil() as u64,
+        "cooldown_seconds": cooldown.as_secs() + u64::from(cooldown.subsec_nanos() > 0),
     })))
 }
 
 async fn show(
     State(state): State<Arc<ApiState>>,
     _admin: Admin,
-    Path(id): Path<String>,
-) -> Result<Json<Detail>, ApiError> {
-    let run =
-        state.orchestrator.run(&id).await?.ok_or_else(|| {
-            ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no run {id}"))
-        })?;
+    PathParams(id): PathParams<String>,
+) -> ServiceResult<Json<Detail>> {
+    let run = state
+        .orchestrator
+        .run(&id)
+        .await?
+        .ok_or_else(|| ServiceError::not_found(format!("no run {id}")))?;
     Ok(Json(Detail {
         summary: summary(&run),
         round_metrics: run.round_metrics.clone(),
@@ -361,23 +277,17 @@ async fn show(
 async fn cancel(
     State(state): State<Arc<ApiState>>,
     _admin: Admin,
-    Path(id): Path<String>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    PathParams(id): PathParams<String>,
+) -> ServiceResult<(StatusCode, Json<serde_json::Value>)> {
     match state.orchestrator.cancel(&id).await {
         Ok(()) => Ok((
             StatusCode::ACCEPTED,
             Json(json!({"id": id, "status": "cancelling"})),
         )),
-        Err(CancelError::NotFound(_)) => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no run {id}"),
-        )),
-        Err(e @ CancelError::Finished(_)) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "run_finished",
-            e.to_string(),
-        )),
+        Err(CancelError::NotFound(_)) => Err(ServiceError::not_found(format!("no run {id}"))),
+        Err(e @ CancelError::Finished(_)) => {
+            Err(ServiceError::conflict("run_finished", e.to_string()))
+        }
         Err(CancelError::Failed(e)) => Err(e.into()),
     }
 }
@@ -385,14 +295,14 @@ async fn cancel(
 async fn models(
     State(state): State<Arc<ApiState>>,
     _admin: Admin,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> ServiceResult<Json<serde_json::Value>> {
     let registry = state.orchestrator.registry().clone();
     let (current, list) = tokio::task::spawn_blocking(move || {
         Ok::<_, bloginfer_model::ModelError>((registry.current()?, registry.list()?))
     })
     .await
-    .map_err(ApiError::internal)?
-    .map_err(ApiError::internal)?;
+    .map_err(ServiceError::internal)?
+    .map_err(ServiceError::internal)?;
     let versions: Vec<serde_json::Value> = list
         .iter()
         .rev()
@@ -416,42 +326,19 @@ async fn models(
 async fn promote(
     State(state): State<Arc<ApiState>>,
     Admin(who): Admin,
-    Path(version): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+    PathParams(version): PathParams<String>,
+) -> ServiceResult<Json<serde_json::Value>> {
     let registry = state.orchestrator.registry();
     let known = registry
         .path_of(&version)
         .map(|p| p.is_file())
         .unwrap_or(false);
     if !known {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no model version {version}"),
-        ));
+        return Err(ServiceError::not_found(format!(
+            "no model version {version}"
+        )));
     }
     tracing::info!(%version, by = %who, "promotion requested");
     state.orchestrator.promote(&version).await?;
     Ok(Json(json!({"current": version})))
-}
-
-async fn readyz(State(state): State<Arc<ApiState>>) -> (StatusCode, Json<serde_json::Value>) {
-    if state.orchestrator.ready().await {
-        (StatusCode::OK, Json(json!({"ready": true})))
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"ready": false})),
-        )
-    }
-}
-
-async fn metrics(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.orchestrator.render_metrics(),
-    )
 }

@@ -26,7 +26,6 @@ use kube::Client;
 
 use super::{BoxFuture, Launcher, Observed, RunPlan};
 use crate::error::{OrchestratorError, Result};
-use crate::snapshot::RunPaths;
 
 /// The port the aggregator listens on inside its pod.
 pub const AGGREGATOR_PORT: i32 = 7000;
@@ -217,23 +216,12 @@ impl KubernetesLauncher {
 
     /// The aggregator Job of `plan`.
     pub fn aggregator_job(&self, plan: &RunPlan) -> Result<Job> {
-        let dir = &plan.dir;
-        let path = |p: std::path::PathBuf| p.display().to_string();
-        let mut args = vec!["aggregator".to_string()];
-        args.extend(plan.aggregator_flags.iter().cloned());
+        // Everything about the run is in its directory's run.json.
+        let args = vec!["aggregator".to_string()];
         let vars = vec![
-            env("FL_LISTEN", format!("0.0.0.0:{AGGREGATOR_PORT}")),
-            env("FL_RUN_ID", plan.run_id.clone()),
-            env("FL_RUN_TOKEN_FILE", path(RunPaths::token(dir))),
-            env("FL_MODEL_CONFIG", path(dir.join("model.json"))),
-            env("FL_VOCAB", path(dir.join("vocab.json"))),
-            env("FL_VALIDATION", path(dir.join("validation.tsv"))),
-            env("FL_STATE_DIR", path(dir.join("state"))),
-            env("FL_STATUS_FILE", path(RunPaths::status(dir))),
-            env("FL_RESULT_FILE", path(RunPaths::result(dir))),
-            env("FL_DATA_FINGERPRINT", plan.data_fingerprint.clone()),
-            env("FL_SETTINGS", plan.settings.to_string()),
-            env("MODEL_DIR", path(plan.models_dir.clone())),
+            env("LISTEN_ADDR", format!("0.0.0.0:{AGGREGATOR_PORT}")),
+            env("FL_RUN_DIR", plan.dir.display().to_string()),
+            env("MODEL_DIR", plan.models_dir.display().to_string()),
         ];
         let mut job = fill(
             &self.settings.aggregator_template,
@@ -302,11 +290,12 @@ impl KubernetesLauncher {
             aggregator_name(&plan.run_id),
             self.settings.namespace
         );
+        // The pod mounts its own worker folder (identity, shard, token) at
+        // SHARD_MOUNT; the template's mount path names the run by FL_RUN_ID.
         let vars = vec![
             env("FL_AGGREGATOR_URL", url),
             env("FL_RUN_ID", plan.run_id.clone()),
-            env("FL_RUN_TOKEN_FILE", format!("{SHARD_MOUNT}/token")),
-            env("FL_SHARD", format!("{SHARD_MOUNT}/shard.tsv")),
+            env("FL_WORKER_DIR", SHARD_MOUNT.to_string()),
         ];
         let mut job = fill(
             &self.settings.worker_template,

@@ -1,23 +1,23 @@
-//! The local launcher: the aggregator and the workers as child processes of
-//! this same binary, on loopback. Children are killed when the launcher is
-//! dropped (a clean shutdown); after a crash they live on as orphans, and the
-//! next orchestrator follows them by process id, or, when they are gone,
-//! relaunches the run, whose aggregator resumes from its state file.
+//! The local launcher: the run's aggregator and workers as child processes of
+//! this same binary on loopback, started the way `bloginfer fl run` starts
+//! them ([`bloginfer_fl::launcher`]). Children are killed when the launcher
+//! is dropped (a clean shutdown); after a crash they live on as orphans, and
+//! the next orchestrator follows them by process id, or, when they are gone,
+//! relaunches the run, whose aggregator resumes from its state.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::Duration;
 
+use bloginfer_fl::launcher::{LocalRun, RunState};
+use bloginfer_fl::spec::RunDir;
+use bloginfer_service::common::lock;
 use serde::{Deserialize, Serialize};
-use tokio::process::{Child, Command};
 
 use super::{BoxFuture, Launcher, Observed, RunPlan};
 use crate::error::{OrchestratorError, Result};
-use crate::snapshot::RunPaths;
 
-/// What is stored for a local run.
+/// What is stored for a local run, so a later orchestrator can find its processes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Handle {
     aggregator_pid: u32,
@@ -25,117 +25,48 @@ struct Handle {
     url: String,
 }
 
-struct Children {
-    aggregator: Child,
-    workers: Vec<Child>,
-}
-
-/// Runs as child processes of `exe`.
+/// Runs as child processes of the `bloginfer` binary.
 pub struct LocalLauncher {
-    exe: PathBuf,
-    worker_threads: usize,
-    aggregator_threads: usize,
-    children: Mutex<HashMap<String, Children>>,
+    processes: bloginfer_fl::launcher::LocalLauncher,
+    runs: Mutex<HashMap<String, LocalRun>>,
 }
 
 impl LocalLauncher {
-    /// Launches `exe` (`bloginfer`) processes; each worker trains with
-    /// `worker_threads` threads, the aggregator evaluates with `aggregator_threads`.
-    pub fn new(exe: PathBuf, worker_threads: usize, aggregator_threads: usize) -> Self {
+    /// Launches `exe` (`bloginfer`); the aggregator publishes to `models_dir`,
+    /// each worker trains with `worker_threads`, the aggregator evaluates with
+    /// `aggregator_threads`.
+    pub fn new(
+        exe: PathBuf,
+        models_dir: PathBuf,
+        worker_threads: usize,
+        aggregator_threads: usize,
+    ) -> Self {
         Self {
-            exe,
-            worker_threads: worker_threads.max(1),
-            aggregator_threads: aggregator_threads.max(1),
-            children: Mutex::new(HashMap::new()),
+            processes: bloginfer_fl::launcher::LocalLauncher::new(
+                exe,
+                models_dir,
+                worker_threads,
+                aggregator_threads,
+            ),
+            runs: Mutex::new(HashMap::new()),
         }
-    }
-
-    fn children(&self) -> std::sync::MutexGuard<'_, HashMap<String, Children>> {
-        self.children.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn spawn(&self, args: &[String], log: &Path) -> Result<Child> {
-        let out = std::fs::File::create(log)
-            .map_err(|e| OrchestratorError::io(format!("cannot create {}", log.display()), e))?;
-        let err = out
-            .try_clone()
-            .map_err(|e| OrchestratorError::io("cannot duplicate a log handle", e))?;
-        Command::new(&self.exe)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| OrchestratorError::io(format!("cannot start {}", self.exe.display()), e))
     }
 
     async fn launch(&self, plan: &RunPlan) -> Result<Handle> {
-        let dir = &plan.dir;
-        let path = |p: PathBuf| p.display().to_string();
-        let addr_file = dir.join("aggregator.addr");
-        let _ = std::fs::remove_file(&addr_file);
-        let mut args = vec![
-            "--models-dir".to_string(),
-            path(plan.models_dir.clone()),
-            format!("--threads={}", self.aggregator_threads),
-            "aggregator".into(),
-            "--listen=127.0.0.1:0".into(),
-            format!("--addr-file={}", path(addr_file.clone())),
-            format!("--run-id={}", plan.run_id),
-            format!("--token-file={}", path(RunPaths::token(dir))),
-            format!("--model-config={}", path(dir.join("model.json"))),
-            format!("--vocab={}", path(dir.join("vocab.json"))),
-            format!("--validation={}", path(dir.join("validation.tsv"))),
-            format!("--state-dir={}", path(dir.join("state"))),
-            format!("--status-file={}", path(RunPaths::status(dir))),
-            format!("--result-file={}", path(RunPaths::result(dir))),
-            format!("--data-fingerprint={}", plan.data_fingerprint),
-            format!("--settings={}", plan.settings),
-            "--linger=10s".into(),
-        ];
-        args.extend(plan.aggregator_flags.iter().cloned());
-        let mut aggregator = self.spawn(&args, &dir.join("aggregator.log"))?;
-        let url = format!(
-            "http://{}",
-            bloginfer_fl::launcher::wait_for_addr(
-                &addr_file,
-                &mut aggregator,
-                Duration::from_secs(120)
-            )
-            .await?
-        );
-        let mut workers = Vec::with_capacity(plan.workers);
-        for i in 0..plan.workers {
-            let folder = RunPaths::worker(dir, i);
-            let args = vec![
-                format!("--threads={}", self.worker_threads),
-                "worker".into(),
-                format!("--aggregator={url}"),
-                format!("--run-id={}", plan.run_id),
-                format!("--worker-id={i}"),
-                format!("--token-file={}", path(folder.join("token"))),
-                format!("--shard={}", path(folder.join("shard.tsv"))),
-            ];
-            workers.push(self.spawn(&args, &dir.join(format!("worker-{i}.log")))?);
-        }
+        let run = self.processes.start(&RunDir::new(&plan.dir)).await?;
+        let (aggregator_pid, worker_pids) = run.pids();
         let handle = Handle {
-            aggregator_pid: aggregator.id().unwrap_or(0),
-            worker_pids: workers.iter().filter_map(Child::id).collect(),
-            url,
+            aggregator_pid,
+            worker_pids,
+            url: run.url().to_string(),
         };
-        self.children().insert(
-            plan.run_id.clone(),
-            Children {
-                aggregator,
-                workers,
-            },
-        );
+        lock(&self.runs).insert(plan.run_id.clone(), run);
         Ok(handle)
     }
 }
 
-/// Whether `pid` is a live process of run `run_id` (a recycled pid is not).
+/// Whether `pid` is a live process of run `run_id` (a recycled pid is not):
+/// its command line names the run's directory, which is named after the run.
 fn is_ours(pid: u32, run_id: &str) -> bool {
     if pid == 0 {
         return false;
@@ -160,16 +91,17 @@ fn terminate(pid: u32) {
     }
 }
 
+fn to_value(handle: Handle) -> Result<serde_json::Value> {
+    serde_json::to_value(handle).map_err(|e| OrchestratorError::Corrupt(e.to_string()))
+}
+
 impl Launcher for LocalLauncher {
     fn name(&self) -> &'static str {
         "local"
     }
 
     fn start<'a>(&'a self, plan: &'a RunPlan) -> BoxFuture<'a, Result<serde_json::Value>> {
-        Box::pin(async move {
-            let handle = self.launch(plan).await?;
-            serde_json::to_value(handle).map_err(|e| OrchestratorError::Corrupt(e.to_string()))
-        })
+        Box::pin(async move { to_value(self.launch(plan).await?) })
     }
 
     fn observe<'a>(
@@ -178,45 +110,23 @@ impl Launcher for LocalLauncher {
         handle: &'a serde_json::Value,
     ) -> BoxFuture<'a, Result<(Observed, Option<serde_json::Value>)>> {
         Box::pin(async move {
-            let exited = {
-                let mut children = self.children();
-                match children.get_mut(&plan.run_id) {
-                    Some(c) => {
-                        let aggregator = c
-                            .aggregator
-                            .try_wait()
-                            .map_err(|e| OrchestratorError::io("waiting for the aggregator", e))?;
-                        let workers_failed = !c.workers.is_empty()
-                            && c.workers
-                                .iter_mut()
-                                .all(|w| matches!(w.try_wait(), Ok(Some(s)) if !s.success()));
-                        Some((aggregator, workers_failed))
+            let state = lock(&self.runs)
+                .get_mut(&plan.run_id)
+                .map(LocalRun::poll)
+                .transpose()?;
+            match state {
+                Some(RunState::Running) => return Ok((Observed::Running, None)),
+                Some(RunState::Failed(why)) => {
+                    let run = lock(&self.runs).remove(&plan.run_id);
+                    if let Some(mut run) = run {
+                        run.stop().await;
                     }
-                    None => None,
+                    return Ok((Observed::Failed(why), None));
                 }
-            };
-            match exited {
-                Some((None, false)) => return Ok((Observed::Running, None)),
-                Some((None, true)) => {
-                    return Ok((
-                        Observed::Failed("every worker failed; see the worker logs".into()),
-                        None,
-                    ))
-                }
-                Some((Some(status), _)) => {
+                Some(RunState::Finished) => {
                     // Workers exit on their own once told the run is over.
-                    self.children().remove(&plan.run_id);
-                    return Ok(if status.success() {
-                        (Observed::Finished, None)
-                    } else {
-                        (
-                            Observed::Failed(format!(
-                                "the aggregator failed ({status}); see {}",
-                                plan.dir.join("aggregator.log").display()
-                            )),
-                            None,
-                        )
-                    });
+                    lock(&self.runs).remove(&plan.run_id);
+                    return Ok((Observed::Finished, None));
                 }
                 None => {}
             }
@@ -227,7 +137,7 @@ impl Launcher for LocalLauncher {
                     return Ok((Observed::Running, None));
                 }
             }
-            if RunPaths::result(&plan.dir).is_file() {
+            if RunDir::new(&plan.dir).result().is_file() {
                 return Ok((Observed::Finished, None));
             }
             if let Some(old) = &old {
@@ -238,10 +148,8 @@ impl Launcher for LocalLauncher {
                 }
             }
             tracing::info!(run = %plan.run_id, "relaunching the run; its aggregator resumes from its state");
-            let handle = self.launch(plan).await?;
-            let value = serde_json::to_value(handle)
-                .map_err(|e| OrchestratorError::Corrupt(e.to_string()))?;
-            Ok((Observed::Running, Some(value)))
+            let handle = to_value(self.launch(plan).await?)?;
+            Ok((Observed::Running, Some(handle)))
         })
     }
 
@@ -251,12 +159,9 @@ impl Launcher for LocalLauncher {
         handle: &'a serde_json::Value,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let owned = self.children().remove(&plan.run_id);
-            if let Some(mut c) = owned {
-                let _ = c.aggregator.kill().await;
-                for w in &mut c.workers {
-                    let _ = w.kill().await;
-                }
+            let owned = lock(&self.runs).remove(&plan.run_id);
+            if let Some(mut run) = owned {
+                run.stop().await;
                 return Ok(());
             }
             if let Ok(old) = serde_json::from_value::<Handle>(handle.clone()) {

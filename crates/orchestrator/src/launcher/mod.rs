@@ -18,23 +18,18 @@ use crate::error::Result;
 /// A boxed future, so that launchers can be trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Everything a launcher needs to start a run whose directory is written.
+/// What a launcher needs to start a run whose directory (with its
+/// `run.json`) is written.
 #[derive(Debug, Clone)]
 pub struct RunPlan {
-    /// Run id.
+    /// The run's id.
     pub run_id: String,
-    /// The run directory (see [`crate::snapshot`]).
+    /// The run directory (see [`bloginfer_fl::spec`]).
     pub dir: PathBuf,
     /// Workers (one shard each).
     pub workers: usize,
     /// The model registry the aggregator publishes the candidate to.
     pub models_dir: PathBuf,
-    /// `bloginfer aggregator` flags: rounds, strategy, minimum clients, seed.
-    pub aggregator_flags: Vec<String>,
-    /// Recorded in the candidate's metadata (`FL_SETTINGS`).
-    pub settings: serde_json::Value,
-    /// SHA-256 of the training data.
-    pub data_fingerprint: String,
 }
 
 /// How a run's processes are doing.

@@ -11,13 +11,14 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use bloginfer_service::common::{now_millis, random_hex};
 use serde::{Deserialize, Serialize};
 use sqlx::{Any, Row, Transaction};
 
 use crate::error::{unique_violation, ApiError, Problems};
 use crate::extract::{AuthUser, JsonBody, MaybeAuthUser};
 use crate::pages::Lookup;
-use crate::{now_millis, AppState};
+use crate::AppState;
 pub(crate) use read::Listing;
 use read::{Article, ArticleList, Filter, Found, TAG_SEPARATOR};
 
@@ -133,11 +134,11 @@ fn slugify(title: &str) -> String {
         }
     }
     let base: String = slug.trim_end_matches('-').chars().take(80).collect();
-    let suffix: u32 = rand::random();
+    let suffix = random_hex(4);
     if base.is_empty() {
-        format!("{suffix:08x}")
+        suffix
     } else {
-        format!("{base}-{suffix:08x}")
+        format!("{base}-{suffix}")
     }
 }
 

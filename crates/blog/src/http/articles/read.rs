@@ -7,13 +7,14 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use axum::body::Bytes;
+use bloginfer_service::common::iso_millis;
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use crate::error::ApiError;
 use crate::http::profiles::Profile;
-use crate::{iso_millis, AppState};
+use crate::AppState;
 
 /// Separates tag names in `articles.tag_list`; tags may not contain it.
 pub(super) const TAG_SEPARATOR: char = '\u{1f}';

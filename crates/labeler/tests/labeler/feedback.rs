@@ -4,7 +4,7 @@
 //! no-LLM fallback; human corrections; deduplication; review holds.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bloginfer_db::Db;
@@ -16,7 +16,7 @@ use bloginfer_model::checkpoint::{Checkpoint, TrainingMetadata};
 use bloginfer_model::config::{ModelConfig, Pooling, TrainConfig};
 use bloginfer_model::data::{bundled_corpus, split, VALIDATION_FRACTION, VALIDATION_SEED};
 use bloginfer_model::train::{fit, Silent};
-use bloginfer_model::Registry;
+use bloginfer_model::{ModelFollower, Registry};
 use bloginfer_testkit::{on_both_databases, Behaviour, ChatServer, TestDb};
 use sqlx::Row;
 
@@ -24,6 +24,11 @@ const POSITIVE: &str = "这家酒店干净整洁，服务也很热情，下次�
 const NEGATIVE: &str = "质量太差了，用了两天就坏了，非常失望";
 
 /// A registry whose current model is small and trained on part of the corpus.
+/// A model follower of `registry`, moved by the labeler itself.
+fn follow(registry: Registry) -> Arc<ModelFollower> {
+    Arc::new(ModelFollower::new(registry, None))
+}
+
 fn trained_registry() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -87,7 +92,7 @@ async fn seed(db: &Db) -> i64 {
 
 /// A comment as the blog stores it; returns its id.
 async fn comment(db: &Db, author: i64, body: &str) -> i64 {
-    let now = bloginfer_labeler::now_millis();
+    let now = bloginfer_service::common::now_millis();
     let sql = db.returning_id(
         "INSERT INTO comments (article_id, author_id, body, created_at, updated_at) VALUES (1, ?, ?, ?, ?)",
     );
@@ -167,7 +172,7 @@ async fn labeler(
     let db = bloginfer_db::connect(&db.url).await.expect("database");
     seed(&db).await;
     let registry = Registry::open(registry).expect("registry");
-    let labeler = Labeler::new(db.clone(), registry, llm, config(policy)).expect("labeler");
+    let labeler = Labeler::new(db.clone(), follow(registry), llm, config(policy)).expect("labeler");
     (db, labeler)
 }
 
@@ -320,7 +325,8 @@ async fn without_an_llm_the_model_labels_what_it_is_sure_of(test_db: &TestDb) {
         ..FeedbackPolicy::default()
     };
     let registry = Registry::open(trained_registry()).expect("registry");
-    let lenient = Labeler::new(db.clone(), registry, None, config(lenient)).expect("labeler");
+    let lenient =
+        Labeler::new(db.clone(), follow(registry), None, config(lenient)).expect("labeler");
     comment(&db, 2, "还行吧，价格便宜，就是物流有点慢").await;
     assert_eq!(lenient.pass().await.expect("pass").labelled, 1);
     let newest = samples(&lenient).await.pop().expect("sample");
@@ -401,7 +407,7 @@ async fn disagreements_are_held_for_review(test_db: &TestDb) {
     let server = ChatServer::start().await;
     // What the model thinks of the test text, to set the bar just below it.
     let registry = Registry::open(trained_registry()).expect("registry");
-    let model = bloginfer_labeler::opinion::CurrentModel::new(registry);
+    let model = bloginfer_labeler::opinion::CurrentModel::new(follow(registry), true);
     let view = model
         .predict(vec![NEGATIVE.to_string()])
         .await
@@ -470,8 +476,13 @@ async fn disagreements_are_held_for_review(test_db: &TestDb) {
         ..policy
     };
     let registry = Registry::open(trained_registry()).expect("registry");
-    let lenient = Labeler::new(db.clone(), registry, Some(llm(&server, 8)), config(lenient))
-        .expect("labeler");
+    let lenient = Labeler::new(
+        db.clone(),
+        follow(registry),
+        Some(llm(&server, 8)),
+        config(lenient),
+    )
+    .expect("labeler");
     comment(&db, 2, "质量太差了，用了三天就坏了，非常失望").await;
     lenient.pass().await.expect("pass");
     let newest = samples(&lenient).await.pop().expect("sample");

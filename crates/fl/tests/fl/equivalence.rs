@@ -2,8 +2,6 @@
 //! where the maths says it must: FedAvg with one client is that client's local
 //! training; FedSGD with two equal clients is one step on the union batch.
 
-mod common;
-
 use bloginfer_fl::client::run_worker;
 use bloginfer_fl::local::round_seed;
 use bloginfer_fl::params::ParamSet;
@@ -36,8 +34,8 @@ fn final_weights(dir: &std::path::Path, version: &str) -> ParamSet {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fedavg_with_one_client_equals_centralized_training() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let examples = common::corpus(300);
-    let (model, vocab) = common::small_model(&examples, 0.3);
+    let examples = crate::common::corpus(300);
+    let (model, vocab) = crate::common::small_model(&examples, 0.3);
     let local = LocalSettings {
         batch_size: 32,
         clip_norm: 5.0,
@@ -50,7 +48,7 @@ async fn fedavg_with_one_client_equals_centralized_training() {
         ..Default::default()
     };
     let strategy = Strategy::new(StrategyKind::FedAvg, &options).expect("strategy");
-    let config = common::config(
+    let config = crate::common::config(
         model.clone(),
         vocab.clone(),
         strategy,
@@ -59,8 +57,8 @@ async fn fedavg_with_one_client_equals_centralized_training() {
         1,
         dir.path(),
     );
-    let (url, server) = common::start(config).await;
-    let worker = common::worker(&url, "0", &examples, dir.path());
+    let (url, server) = crate::common::start(config).await;
+    let worker = crate::common::worker(&url, "0", &examples, dir.path());
     let shard = worker.shard.clone();
     run_worker(worker).await.expect("worker finishes");
     let status = server.await.expect("join").expect("run succeeds");
@@ -97,9 +95,9 @@ async fn fedavg_with_one_client_equals_centralized_training() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fedsgd_with_two_equal_clients_equals_one_step_on_the_union_batch() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let examples = common::corpus(64);
+    let examples = crate::common::corpus(64);
     // No dropout: the two halves and the union must see the same network.
-    let (model, vocab) = common::small_model(&examples, 0.0);
+    let (model, vocab) = crate::common::small_model(&examples, 0.0);
     let local = LocalSettings {
         batch_size: 32,
         clip_norm: 0.0,
@@ -108,7 +106,7 @@ async fn fedsgd_with_two_equal_clients_equals_one_step_on_the_union_batch() {
     };
     let strategy =
         Strategy::new(StrategyKind::FedSgd, &StrategyOptions::default()).expect("strategy");
-    let config = common::config(
+    let config = crate::common::config(
         model.clone(),
         vocab.clone(),
         strategy,
@@ -117,10 +115,20 @@ async fn fedsgd_with_two_equal_clients_equals_one_step_on_the_union_batch() {
         2,
         dir.path(),
     );
-    let (url, server) = common::start(config).await;
+    let (url, server) = crate::common::start(config).await;
     let (left, right) = examples.split_at(32);
-    let a = tokio::spawn(run_worker(common::worker(&url, "a", left, dir.path())));
-    let b = tokio::spawn(run_worker(common::worker(&url, "b", right, dir.path())));
+    let a = tokio::spawn(run_worker(crate::common::worker(
+        &url,
+        "a",
+        left,
+        dir.path(),
+    )));
+    let b = tokio::spawn(run_worker(crate::common::worker(
+        &url,
+        "b",
+        right,
+        dir.path(),
+    )));
     a.await.expect("join").expect("worker a");
     b.await.expect("join").expect("worker b");
     let status = server.await.expect("join").expect("run succeeds");

@@ -4,14 +4,12 @@
 //! follows the registry pointer; an orchestrator killed mid-run picks its run
 //! up again; the interval, the single active run and admin access hold.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::support::{eventually, request, spawn_listening, Answer, Proc};
 use serde_json::{json, Value};
-use support::{eventually, request, spawn_listening, Answer, Proc};
 
 const TOKEN: &str = "orchestrator-test-admin-token";
 const ADMIN: &str = "Bearer orchestrator-test-admin-token";
@@ -44,18 +42,18 @@ impl Orchestrator {
             "--models-dir".to_string(),
             path("models"),
             "orchestrator".into(),
-            "--port=0".into(),
+            "--listen=127.0.0.1:0".into(),
             format!("--addr-file={}", path("orchestrator.addr")),
             format!("--database-url=sqlite:{}", path("runs.db")),
             format!("--runs-dir={}", path("runs")),
             format!("--admin-token={TOKEN}"),
-            "--train-poll-interval-seconds=0.1".into(),
+            "--train-poll-interval=100ms".into(),
             "--train-limit=2000".into(),
             "--embed-dim=16".into(),
             "--hidden-dim=16".into(),
             "--vocab-size=3000".into(),
-            "--aggregator-flag=--local-lr=0.01".into(),
-            "--aggregator-flag=--local-epochs=2".into(),
+            "--local-lr=0.01".into(),
+            "--local-epochs=2".into(),
         ];
         args.extend(flags.iter().cloned());
         spawn_listening(
@@ -128,7 +126,7 @@ fn start_inference(dir: &Path) -> (Proc, SocketAddr) {
         "--models-dir".to_string(),
         path("models"),
         "infer".into(),
-        "--port=0".into(),
+        "--listen=127.0.0.1:0".into(),
         format!("--addr-file={}", path("infer.addr")),
         "--reload-interval=100ms".into(),
     ];
@@ -149,10 +147,7 @@ fn wait_served(addr: SocketAddr, version: &str) {
 #[test]
 fn runs_are_judged_then_promoted_or_refused_and_inference_follows_the_pointer() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let o = Orchestrator::start(
-        dir.path(),
-        &["--min-train-interval-seconds=0", "--train-rounds=4"],
-    );
+    let o = Orchestrator::start(dir.path(), &["--min-train-interval=0", "--train-rounds=4"]);
     let (_inference, infer_addr) = start_inference(dir.path());
 
     // No admin, no API.
@@ -278,10 +273,7 @@ fn runs_are_judged_then_promoted_or_refused_and_inference_follows_the_pointer() 
 #[test]
 fn an_orchestrator_that_dies_mid_run_picks_the_run_up_again() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut o = Orchestrator::start(
-        dir.path(),
-        &["--min-train-interval-seconds=0", "--train-rounds=40"],
-    );
+    let mut o = Orchestrator::start(dir.path(), &["--min-train-interval=0", "--train-rounds=40"]);
     let id = o.trigger(json!({}));
     let progress = |o: &Orchestrator, past: u64| {
         eventually("rounds to pass", RUN_LIMIT, || {
@@ -321,7 +313,7 @@ fn one_run_at_a_time_and_not_before_the_interval() {
     let dir = tempfile::tempdir().expect("tempdir");
     let o = Orchestrator::start(
         dir.path(),
-        &["--min-train-interval-seconds=3600", "--train-rounds=200"],
+        &["--min-train-interval=1h", "--train-rounds=200"],
     );
     let id = o.trigger(json!({}));
     let busy = o.call("POST", "/v1/trainings", Some(json!({})));
@@ -379,7 +371,7 @@ fn admin_users_of_the_blog_may_use_the_api_and_others_may_not() {
     let (_blog, blog_addr) = spawn_listening(
         &[
             "blog".to_string(),
-            "--port=0".into(),
+            "--listen=127.0.0.1:0".into(),
             format!("--addr-file={}", path("blog.addr")),
             format!("--database-url=sqlite:{}", path("runs.db")),
             format!("--jwt-secret-file={}", path("jwt")),
@@ -428,9 +420,9 @@ fn admin_users_of_the_blog_may_use_the_api_and_others_may_not() {
     assert_eq!(ready.status, 200, "{}", ready.body);
     let metrics = request(o.addr, "GET", "/metrics", None, None).expect("request");
     assert!(
-        metrics
-            .body
-            .contains("bloginfer_orchestrator_http_requests_total"),
+        metrics.body.contains(
+            "bloginfer_http_requests_total{service=\"orchestrator\",route=\"/v1/models\""
+        ),
         "{}",
         metrics.body
     );

@@ -10,8 +10,6 @@
 //! `BLOGINFER_MANIFESTS_DIR` may point at a directory the script rendered
 //! already (the test command does that); otherwise the script runs here.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -344,7 +342,7 @@ fn every_container_has_probes_resources_and_runs_as_non_root() {
 
 /// The env names `bloginfer <command>` reads, from its `--help`.
 fn env_read_by(command: &str) -> BTreeSet<String> {
-    let out = Command::new(support::BIN)
+    let out = Command::new(crate::support::BIN)
         .args([command, "--help"])
         .output()
         .expect("bloginfer --help");
@@ -406,9 +404,6 @@ fn launcher_env(templates: &BTreeMap<String, Job>) -> (BTreeSet<String>, BTreeSe
             dir: PathBuf::from("/data/runs/run-x"),
             workers: 2,
             models_dir: PathBuf::from("/data/models"),
-            aggregator_flags: vec![],
-            settings: serde_json::json!({}),
-            data_fingerprint: String::new(),
         };
         let mut aggregator = launcher.aggregator_job(&plan).expect("job");
         aggregator.metadata.uid = Some("uid".into());
@@ -457,8 +452,7 @@ fn the_env_the_manifests_set_is_the_env_the_binary_reads() {
                         "TRAIN_JOB_YAML",
                         "AGG_JOB_YAML",
                         "INFERENCE_DEPLOYMENT_NAME",
-                        "PORT",
-                        "HOST",
+                        "LISTEN_ADDR",
                         "DATABASE_URL",
                         "ORCHESTRATOR_LAUNCHER",
                         "RUNS_DIR",

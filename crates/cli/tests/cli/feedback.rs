@@ -5,16 +5,14 @@
 //! training run's snapshot contains every selected sample in exactly one
 //! worker shard, with the count recorded in the run and in the model.
 
-mod support;
-
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::support::{eventually, request, spawn_listening_with, Answer};
 use bloginfer_testkit::ChatServer;
 use serde_json::{json, Value};
-use support::{eventually, request, spawn_listening_with, Answer};
 
 const LIMIT: Duration = Duration::from_secs(300);
 
@@ -86,10 +84,10 @@ fn comments_become_training_data_for_the_next_run() {
         "--embed-dim=16".into(),
         "--hidden-dim=16".into(),
         "--vocab-size=3000".into(),
-        "--aggregator-flag=--local-lr=0.01".into(),
-        "--min-train-interval-seconds=0".into(),
-        "--train-poll-interval-seconds=0.1".into(),
-        "--labeler-poll-interval-seconds=0.1".into(),
+        "--local-lr=0.01".into(),
+        "--min-train-interval=0".into(),
+        "--train-poll-interval=100ms".into(),
+        "--labeler-poll-interval=100ms".into(),
         // Every weak label trains in this test: no review holds, no balancing.
         "--feedback-hold-disagreements=false".into(),
         "--feedback-max-class-ratio=0".into(),

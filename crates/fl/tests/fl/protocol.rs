@@ -1,8 +1,6 @@
 //! The aggregator's HTTP contract: authentication, validation of requests
 //! and updates, late and duplicate updates, metrics.
 
-mod common;
-
 use bloginfer_fl::params::ParamSet;
 use bloginfer_fl::protocol::{LocalSettings, UpdateHeader, SPARSE_PARAMS, UPDATE_KIND};
 use bloginfer_fl::strategy::{Strategy, StrategyKind, StrategyOptions};
@@ -52,8 +50,8 @@ async fn error_code(resp: reqwest::Response) -> (u16, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_aggregator_refuses_bad_requests_with_clear_statuses() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let examples = common::corpus(50);
-    let (model, vocab) = common::small_model(&examples, 0.0);
+    let examples = crate::common::corpus(50);
+    let (model, vocab) = crate::common::small_model(&examples, 0.0);
     let local = LocalSettings {
         batch_size: 8,
         clip_norm: 0.0,
@@ -62,10 +60,10 @@ async fn the_aggregator_refuses_bad_requests_with_clear_statuses() {
     };
     let strategy =
         Strategy::new(StrategyKind::FedAvg, &StrategyOptions::default()).expect("strategy");
-    let mut config = common::config(model.clone(), vocab, strategy, local, 2, 1, dir.path());
+    let mut config = crate::common::config(model.clone(), vocab, strategy, local, 2, 1, dir.path());
     config.rules.min_available = 2;
     config.max_update_norm = 100.0;
-    let (url, _server) = common::start(config).await;
+    let (url, _server) = crate::common::start(config).await;
     let http = reqwest::Client::new();
     let authed = |req: reqwest::RequestBuilder| req.bearer_auth("test-token");
 

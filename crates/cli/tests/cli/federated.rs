@@ -8,16 +8,19 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bloginfer_fl::launcher::{prepare, RunFiles, Sharding};
+use bloginfer_fl::launcher::{prepare, RunData, Sharding};
 use bloginfer_fl::partition::Partition;
+use bloginfer_fl::protocol::LocalSettings;
+use bloginfer_fl::spec::{RunDir, RunShape, RunSpec, Tuning};
+use bloginfer_fl::strategy::{Aggregation, StrategyKind, StrategyOptions};
+use bloginfer_fl::wire::WireDtype;
 use bloginfer_model::data::{self, Example};
 use bloginfer_model::train::build_vocab;
-use bloginfer_model::{ModelConfig, Registry};
+use bloginfer_model::{ModelConfig, Registry, TrainConfig};
 use bloginfer_text::{Encoder, Granularity};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_bloginfer");
-const TOKEN: &str = "process-test-token";
 /// Guards against hangs; never a performance assertion.
 const PATIENCE: Duration = Duration::from_secs(240);
 
@@ -49,8 +52,8 @@ fn spawn(args: &[String], log: &Path) -> Proc {
     let err = out.try_clone().expect("log handle");
     let child = Command::new(BIN)
         .args(args)
-        .env("FL_RUN_TOKEN", TOKEN)
         .env_remove("MODEL_DIR")
+        .env_remove("LISTEN_ADDR")
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(out)
@@ -60,10 +63,12 @@ fn spawn(args: &[String], log: &Path) -> Proc {
     Proc(child)
 }
 
-/// A prepared run: shards, validation data, vocabulary, model config.
+/// A prepared run directory: shards, validation data, vocabulary, model
+/// config, tokens and `run.json`.
 struct Fed {
     dir: tempfile::TempDir,
-    files: RunFiles,
+    run: RunDir,
+    token: String,
 }
 
 fn corpus_split(train_n: usize) -> (Vec<Example>, Vec<Example>) {
@@ -85,57 +90,86 @@ fn small_model() -> ModelConfig {
     }
 }
 
+/// What the process tests train with: two local epochs at a brisk rate,
+/// short leases and lingering.
+fn tuning() -> Tuning {
+    Tuning {
+        options: StrategyOptions {
+            local_epochs: Some(2),
+            local_lr: Some(0.01),
+            ..StrategyOptions::default()
+        },
+        local: LocalSettings {
+            batch_size: 32,
+            clip_norm: TrainConfig::default().clip_norm,
+            token_dropout: TrainConfig::default().token_dropout,
+            seed: TrainConfig::default().seed,
+        },
+        min_clients: None,
+        min_available: None,
+        fraction: 1.0,
+        round_deadline: Duration::from_secs(600),
+        client_lease: Duration::from_secs(5),
+        max_update_norm: 0.0,
+        upload_dtype: WireDtype::F32,
+        embed_init_std: TrainConfig::default().embed_init_std,
+    }
+}
+
 impl Fed {
-    fn new(workers: usize, train_n: usize) -> Self {
+    /// A run of `workers` over the first `train_n` training examples; `edit`
+    /// adjusts its description (rounds, deadlines, aggregation, ...).
+    fn new(workers: usize, train_n: usize, edit: impl FnOnce(&mut RunSpec)) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let (train, validation) = corpus_split(train_n);
         let model = small_model();
         let vocab = build_vocab(&train, Granularity::Word, 2, model.vocab_size);
+        let run = RunDir::new(dir.path().join("run"));
+        let mut spec = tuning()
+            .spec(RunShape {
+                run_id: "process-test".into(),
+                strategy: StrategyKind::FedAvg,
+                rounds: 3,
+                workers,
+                promote: true,
+                linger: Duration::from_secs(5),
+                data_fingerprint: None,
+                settings: Value::Null,
+            })
+            .expect("spec");
+        edit(&mut spec);
+        let data = RunData {
+            train: &train,
+            validation: &validation,
+            vocab: &vocab,
+            model: &model,
+        };
         let sharding = Sharding {
             workers,
             partition: Partition::Iid,
             seed: 42,
         };
-        let files = prepare(
-            &dir.path().join("run"),
-            &train,
-            &validation,
-            &vocab,
-            &model,
-            sharding,
-        )
-        .expect("prepare shards");
-        Self { dir, files }
+        prepare(&run, &data, sharding, spec).expect("prepare the run");
+        let token = run.read_token().expect("token");
+        Self { dir, run, token }
     }
 
     fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
-    fn aggregator(&self, listen: &str, extra: &[&str], log: &str) -> (Proc, SocketAddr) {
+    fn aggregator(&self, listen: &str, log: &str) -> (Proc, SocketAddr) {
         let addr_file = self.path("aggregator.addr");
         let _ = std::fs::remove_file(&addr_file);
         let s = |p: &Path| p.display().to_string();
-        let mut args: Vec<String> = vec![
+        let args: Vec<String> = vec![
             "--models-dir".into(),
             s(&self.path("models")),
             "aggregator".into(),
+            format!("--run-dir={}", s(self.run.path())),
             format!("--listen={listen}"),
             format!("--addr-file={}", s(&addr_file)),
-            format!("--result-file={}", s(&self.path("result.json"))),
-            "--run-id=process-test".into(),
-            format!("--model-config={}", s(&self.files.model_config)),
-            format!("--vocab={}", s(&self.files.vocab)),
-            format!("--validation={}", s(&self.files.validation)),
-            format!("--state-dir={}", s(&self.path("state"))),
-            "--local-epochs=2".into(),
-            "--local-lr=0.01".into(),
-            "--batch-size=32".into(),
-            "--linger=5s".into(),
-            "--client-lease=5s".into(),
-            "--promote".into(),
         ];
-        args.extend(extra.iter().map(|a| a.to_string()));
         let mut proc = spawn(&args, &self.path(log));
         let start = Instant::now();
         let addr = loop {
@@ -157,8 +191,7 @@ impl Fed {
         let args: Vec<String> = vec![
             "worker".into(),
             format!("--aggregator={url}"),
-            format!("--worker-id={i}"),
-            format!("--shard={}", self.files.shards[i].display()),
+            format!("--worker-dir={}", self.run.worker(&i.to_string()).display()),
             format!("--fault={fault}"),
             "--max-unreachable=60s".into(),
         ];
@@ -170,18 +203,43 @@ impl Fed {
     }
 
     fn result(&self) -> Value {
-        let raw = std::fs::read_to_string(self.path("result.json")).expect("result file");
+        let raw = std::fs::read_to_string(self.run.result()).expect("result file");
         serde_json::from_str(&raw).expect("result JSON")
+    }
+
+    fn status(&self, addr: SocketAddr) -> Option<Value> {
+        let (code, body) = http_get(addr, "/v1/status", &self.token)?;
+        (code == 200)
+            .then(|| serde_json::from_str(&body).ok())
+            .flatten()
+    }
+
+    fn wait_for_status(
+        &self,
+        addr: SocketAddr,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.status(addr) {
+                if pred(&s) {
+                    return s;
+                }
+            }
+            assert!(start.elapsed() < PATIENCE, "never saw {what}");
+            std::thread::sleep(Duration::from_millis(25));
+        }
     }
 }
 
 /// A GET over plain HTTP/1.1 (the aggregator speaks HTTP/1.1 and h2c).
-fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+fn http_get(addr: SocketAddr, path: &str, token: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(addr).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .ok()?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).ok()?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).ok()?;
@@ -189,26 +247,6 @@ fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     let (head, body) = text.split_once("\r\n\r\n")?;
     let status = head.split_whitespace().nth(1)?.parse().ok()?;
     Some((status, body.to_string()))
-}
-
-fn status(addr: SocketAddr) -> Option<Value> {
-    let (code, body) = http_get(addr, "/v1/status")?;
-    (code == 200)
-        .then(|| serde_json::from_str(&body).ok())
-        .flatten()
-}
-
-fn wait_for_status(addr: SocketAddr, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let start = Instant::now();
-    loop {
-        if let Some(s) = status(addr) {
-            if pred(&s) {
-                return s;
-            }
-        }
-        assert!(start.elapsed() < PATIENCE, "never saw {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
 }
 
 fn finished_rounds(status: &Value) -> Vec<u64> {
@@ -291,34 +329,30 @@ fn fl_run_trains_two_workers_for_three_rounds_and_stores_the_model() {
     assert!((metrics.accuracy - last).abs() < 1e-9);
     assert_eq!(checkpoint.metadata.history.len(), 3);
     assert!(
-        !work.join("shard-0.tsv").exists(),
+        !work.join("worker-0").join("shard.tsv").exists(),
         "shards are removed after a successful run"
+    );
+    assert!(
+        work.join("run.json").is_file(),
+        "the run is described as data"
     );
     assert!(work.join("aggregator.log").exists() && work.join("worker-1.log").exists());
 }
 
 #[test]
 fn a_killed_aggregator_resumes_without_redoing_finished_rounds() {
-    let fed = Fed::new(2, 2000);
-    let (mut aggregator, addr) = fed.aggregator(
-        "127.0.0.1:0",
-        &["--rounds=6", "--min-clients=2"],
-        "aggregator-1.log",
-    );
+    let fed = Fed::new(2, 2000, |s| s.rounds.rounds = 6);
+    let (mut aggregator, addr) = fed.aggregator("127.0.0.1:0", "aggregator-1.log");
     let url = format!("http://{addr}");
     let mut workers: Vec<Proc> = (0..2).map(|i| fed.worker(&url, i, "none")).collect();
-    let seen = wait_for_status(addr, "round 2 finished", |s| {
+    let seen = fed.wait_for_status(addr, "round 2 finished", |s| {
         finished_rounds(s).contains(&2)
     });
     aggregator.0.kill().expect("SIGKILL the aggregator");
     aggregator.0.wait().expect("reap");
     let before: Vec<Value> = history(&seen);
 
-    let (mut restarted, _) = fed.aggregator(
-        &addr.to_string(),
-        &["--rounds=6", "--min-clients=2"],
-        "aggregator-2.log",
-    );
+    let (mut restarted, _) = fed.aggregator(&addr.to_string(), "aggregator-2.log");
     assert!(
         restarted.wait_exit().success(),
         "restarted aggregator failed:\n{}",
@@ -354,15 +388,16 @@ fn a_killed_aggregator_resumes_without_redoing_finished_rounds() {
 
 #[test]
 fn the_run_completes_when_a_worker_dies_mid_round() {
-    let fed = Fed::new(3, 2400);
-    let (mut aggregator, addr) = fed.aggregator(
-        "127.0.0.1:0",
-        &["--rounds=4", "--min-clients=2", "--round-deadline=3s"],
-        "aggregator.log",
-    );
+    let fed = Fed::new(3, 2400, |s| {
+        s.rounds.rounds = 4;
+        s.rounds.min_clients = 2;
+        s.rounds.min_available = 2;
+        s.rounds.deadline_seconds = 3.0;
+    });
+    let (mut aggregator, addr) = fed.aggregator("127.0.0.1:0", "aggregator.log");
     let url = format!("http://{addr}");
     let mut workers: Vec<Proc> = (0..3).map(|i| fed.worker(&url, i, "none")).collect();
-    wait_for_status(addr, "round 2 training", |s| {
+    fed.wait_for_status(addr, "round 2 training", |s| {
         s["round"] == 2 && s["phase"] == "training"
     });
     workers[2].0.kill().expect("kill worker 2");
@@ -386,15 +421,11 @@ fn the_run_completes_when_a_worker_dies_mid_round() {
 
 #[test]
 fn a_worker_that_crashes_and_restarts_rejoins_the_current_round() {
-    let fed = Fed::new(3, 2400);
-    let (mut aggregator, addr) = fed.aggregator(
-        "127.0.0.1:0",
-        &["--rounds=3", "--min-clients=3", "--round-deadline=60s"],
-        "aggregator.log",
-    );
+    let fed = Fed::new(3, 2400, |s| s.rounds.deadline_seconds = 60.0);
+    let (mut aggregator, addr) = fed.aggregator("127.0.0.1:0", "aggregator.log");
     let url = format!("http://{addr}");
     let mut workers: Vec<Proc> = (0..3).map(|i| fed.worker(&url, i, "none")).collect();
-    wait_for_status(addr, "round 2 training", |s| {
+    fed.wait_for_status(addr, "round 2 training", |s| {
         s["round"] == 2 && s["phase"] == "training"
     });
     workers[2].0.kill().expect("kill worker 2");
@@ -416,17 +447,12 @@ fn a_worker_that_crashes_and_restarts_rejoins_the_current_round() {
 
 #[test]
 fn nan_and_oversized_updates_are_refused_and_counted() {
-    let fed = Fed::new(4, 2000);
-    let (mut aggregator, addr) = fed.aggregator(
-        "127.0.0.1:0",
-        &[
-            "--rounds=3",
-            "--min-clients=2",
-            "--min-available=4",
-            "--max-update-norm=200",
-        ],
-        "aggregator.log",
-    );
+    let fed = Fed::new(4, 2000, |s| {
+        s.rounds.min_clients = 2;
+        s.rounds.min_available = 4;
+        s.max_update_norm = 200.0;
+    });
+    let (mut aggregator, addr) = fed.aggregator("127.0.0.1:0", "aggregator.log");
     let url = format!("http://{addr}");
     let faults = ["none", "none", "nan", "scale:1000"];
     let _workers: Vec<Proc> = faults
@@ -434,10 +460,10 @@ fn nan_and_oversized_updates_are_refused_and_counted() {
         .enumerate()
         .map(|(i, f)| fed.worker(&url, i, f))
         .collect();
-    wait_for_status(addr, "round 1 finished", |s| {
+    fed.wait_for_status(addr, "round 1 finished", |s| {
         finished_rounds(s).contains(&1)
     });
-    let (_, metrics) = http_get(addr, "/metrics").expect("metrics");
+    let (_, metrics) = http_get(addr, "/metrics", &fed.token).expect("metrics");
     for reason in ["non_finite", "norm_exceeded"] {
         let line = metrics
             .lines()
@@ -476,14 +502,12 @@ fn nan_and_oversized_updates_are_refused_and_counted() {
 const WORKERS: usize = 9;
 
 fn run_nine(aggregation: &str, attacker: bool) -> f64 {
-    let fed = Fed::new(WORKERS, 5400);
-    let extra = [
-        format!("--aggregation={aggregation}"),
-        "--rounds=10".into(),
-        format!("--min-clients={WORKERS}"),
-    ];
-    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-    let (mut aggregator, addr) = fed.aggregator("127.0.0.1:0", &extra, "aggregator.log");
+    let aggregation: Aggregation = aggregation.parse().expect("aggregation");
+    let fed = Fed::new(WORKERS, 5400, |s| {
+        s.strategy.aggregation = aggregation;
+        s.rounds.rounds = 10;
+    });
+    let (mut aggregator, addr) = fed.aggregator("127.0.0.1:0", "aggregator.log");
     let url = format!("http://{addr}");
     // The attacker sends its update negated and magnified: enough to cancel
     // the eight honest updates under a plain mean.
@@ -569,12 +593,8 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 #[test]
 fn nothing_a_worker_sends_contains_its_texts_or_token_ids() {
-    let fed = Fed::new(2, 1200);
-    let (mut aggregator, addr) = fed.aggregator(
-        "127.0.0.1:0",
-        &["--rounds=2", "--min-clients=2"],
-        "aggregator.log",
-    );
+    let fed = Fed::new(2, 1200, |s| s.rounds.rounds = 2);
+    let (mut aggregator, addr) = fed.aggregator("127.0.0.1:0", "aggregator.log");
     let (proxy, captured) = recording_proxy(addr);
     let mut spy = fed.worker(&format!("http://{proxy}"), 0, "none");
     let _other = fed.worker(&format!("http://{addr}"), 1, "none");
@@ -589,9 +609,9 @@ fn nothing_a_worker_sends_contains_its_texts_or_token_ids() {
         contains(&sent, b"bloginfer-fl/update"),
         "the capture must hold the update bodies"
     );
-    let shard = data::read_tsv(&fed.files.shards[0]).expect("shard");
+    let shard = data::read_tsv(&fed.run.worker("0").join("shard.tsv")).expect("shard");
     let vocab: bloginfer_text::Vocab =
-        serde_json::from_str(&std::fs::read_to_string(&fed.files.vocab).expect("vocab"))
+        serde_json::from_str(&std::fs::read_to_string(fed.run.vocab()).expect("vocab"))
             .expect("vocab JSON");
     let encoder = Encoder::new(vocab, small_model().max_len);
     let mut checked = 0;

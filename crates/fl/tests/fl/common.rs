@@ -1,8 +1,7 @@
 //! Shared set-up for the in-process aggregator tests.
 
-#![allow(dead_code)]
-
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bloginfer_fl::client::{Fault, WorkerConfig};
@@ -12,6 +11,7 @@ use bloginfer_fl::strategy::Strategy;
 use bloginfer_model::data::{self, Example};
 use bloginfer_model::train::build_vocab;
 use bloginfer_model::ModelConfig;
+use bloginfer_service::{CancellationToken, Host, ServeConfig};
 use bloginfer_text::{Granularity, Vocab};
 
 /// A slice of the bundled corpus.
@@ -46,7 +46,7 @@ pub fn config(
 ) -> AggregatorConfig {
     AggregatorConfig {
         run_id: "test-run".into(),
-        token: "test-token".into(),
+        token: "test-token".to_string().into(),
         model,
         vocab,
         initial: None,
@@ -77,7 +77,8 @@ pub fn config(
     }
 }
 
-/// Serves `config` on a loopback port; returns its base URL and the serve task.
+/// Hosts `config`'s aggregator on a loopback port as `bloginfer aggregator`
+/// does; returns its base URL and a task that ends with the run's outcome.
 pub async fn start(
     config: AggregatorConfig,
 ) -> (
@@ -85,11 +86,19 @@ pub async fn start(
     tokio::task::JoinHandle<bloginfer_fl::Result<RunStatus>>,
 ) {
     let aggregator = Aggregator::build(config).expect("aggregator builds");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    let mut host = Host::new(ServeConfig::default(), CancellationToken::new());
+    host.mount(Arc::new(aggregator.clone()));
+    let (router, handle) = host.into_router();
+    let listener = bloginfer_service::bind("127.0.0.1:0".parse().expect("addr"))
         .await
         .expect("bind loopback");
-    let url = format!("http://{}", listener.local_addr().expect("address"));
-    let task = tokio::spawn(aggregator.serve(listener, std::future::pending()));
+    let server = handle.start(listener, router).expect("serve");
+    let url = server.url();
+    let task = tokio::spawn(async move {
+        server.stopped().await;
+        handle.shutdown().await;
+        aggregator.outcome()
+    });
     (url, task)
 }
 
@@ -99,7 +108,7 @@ pub fn worker(url: &str, id: &str, shard: &[Example], dir: &Path) -> WorkerConfi
     bloginfer_fl::partition::write_tsv(&path, shard).expect("write shard");
     WorkerConfig {
         aggregator: url.to_string(),
-        token: "test-token".into(),
+        token: "test-token".to_string().into(),
         worker_id: id.to_string(),
         shard: path,
         threads: 1,

@@ -10,7 +10,7 @@ use prometheus_client::metrics::family::Family;
 
 fn config(server: &ChatServer) -> LlmConfig {
     LlmConfig {
-        api_key: Some("test-key".into()),
+        api_key: Some("test-key".to_string().into()),
         backoff: Duration::from_millis(20),
         requests_per_minute: 0.0,
         timeout: Duration::from_secs(10),

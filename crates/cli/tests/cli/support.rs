@@ -1,8 +1,6 @@
 //! What the process tests share: child processes that die with the test, and
 //! a minimal HTTP/1.1 client over a loopback socket.
 
-#![allow(dead_code)]
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -54,8 +52,7 @@ pub fn spawn_listening_with(
         .expect("log file");
     let child = Command::new(BIN)
         .args(args)
-        .env_remove("PORT")
-        .env_remove("HOST")
+        .env_remove("LISTEN_ADDR")
         .env_remove("DATABASE_URL")
         .env_remove("LLM_BASE_URL")
         .env("RUST_LOG", "info")

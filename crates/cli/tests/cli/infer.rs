@@ -7,15 +7,13 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-mod support;
-
+use crate::support::{Proc, BIN};
 use bloginfer_model::checkpoint::Checkpoint;
 use bloginfer_model::{ModelConfig, Registry, SentimentModel, TrainingMetadata};
 use bloginfer_text::VocabBuilder;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde_json::Value;
-use support::{Proc, BIN};
 
 const TEXTS: [&str; 4] = [
     "这家酒店干净整洁，服务也很热情，下次还会再来",
@@ -56,13 +54,12 @@ fn start(models: &Path, dir: &Path) -> (Proc, SocketAddr) {
             "--models-dir",
             models.to_str().expect("utf-8"),
             "infer",
-            "--port",
-            "0",
+            "--listen",
+            "127.0.0.1:0",
         ])
         .arg("--addr-file")
         .arg(&addr_file)
-        .env_remove("PORT")
-        .env_remove("HOST")
+        .env_remove("LISTEN_ADDR")
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log"))
         .stderr(log)
@@ -86,7 +83,7 @@ fn start(models: &Path, dir: &Path) -> (Proc, SocketAddr) {
 }
 
 fn post(addr: SocketAddr, path: &str, body: &str) -> std::io::Result<(u16, String)> {
-    let answer = support::request(addr, "POST", path, None, Some(body))?;
+    let answer = crate::support::request(addr, "POST", path, None, Some(body))?;
     Ok((answer.status, answer.body))
 }
 

@@ -1,8 +1,6 @@
 //! Every strategy, and f16 uploads, train a real model over the real protocol:
 //! two workers, a few rounds, validation accuracy above the initial model's.
 
-mod common;
-
 use bloginfer_fl::client::run_worker;
 use bloginfer_fl::protocol::LocalSettings;
 use bloginfer_fl::strategy::{Strategy, StrategyKind, StrategyOptions};
@@ -19,7 +17,7 @@ async fn run(
     let (train, validation) = data::split(data::bundled_corpus(), 0.1, data::VALIDATION_SEED);
     let train: Vec<_> = train.into_iter().take(1600).collect();
     let validation: Vec<_> = validation.into_iter().take(600).collect();
-    let (model, vocab) = common::small_model(&train, 0.2);
+    let (model, vocab) = crate::common::small_model(&train, 0.2);
     let local = LocalSettings {
         batch_size: 32,
         clip_norm: 5.0,
@@ -27,13 +25,23 @@ async fn run(
         seed: 3,
     };
     let strategy = Strategy::new(kind, &options).expect("strategy");
-    let mut config = common::config(model, vocab, strategy, local, rounds, 2, dir.path());
+    let mut config = crate::common::config(model, vocab, strategy, local, rounds, 2, dir.path());
     config.validation = validation;
     config.upload_dtype = dtype;
-    let (url, server) = common::start(config).await;
+    let (url, server) = crate::common::start(config).await;
     let (left, right) = train.split_at(800);
-    let a = tokio::spawn(run_worker(common::worker(&url, "a", left, dir.path())));
-    let b = tokio::spawn(run_worker(common::worker(&url, "b", right, dir.path())));
+    let a = tokio::spawn(run_worker(crate::common::worker(
+        &url,
+        "a",
+        left,
+        dir.path(),
+    )));
+    let b = tokio::spawn(run_worker(crate::common::worker(
+        &url,
+        "b",
+        right,
+        dir.path(),
+    )));
     a.await.expect("join").expect("worker a");
     b.await.expect("join").expect("worker b");
     let status = server.await.expect("join").expect("run succeeds");

@@ -1,15 +1,15 @@
 //! The feedback loop's flags (shared by `bloginfer orchestrator` and `up`,
 //! which run the labeler beside the training daemon) and its construction.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
 use bloginfer_db::Db;
 use bloginfer_labeler::{FeedbackPolicy, Labeler, LabelerConfig, LlmConfig, Thresholds};
-use bloginfer_model::Registry;
+use bloginfer_model::ModelFollower;
 use clap::Args;
+use secrecy::SecretString;
 
 /// Weak labels for new comments: the LLM, the fallback, and what may be trained on.
 #[derive(Args, Clone)]
@@ -26,11 +26,11 @@ pub struct LabelerArgs {
     #[arg(long, env = "LLM_MODEL")]
     pub llm_model: Option<String>,
     /// The LLM API key (a Bearer token; self-hosted servers may need none).
-    #[arg(long, env = "LLM_API_KEY", hide_env_values = true)]
-    pub llm_api_key: Option<String>,
-    /// Time limit of one LLM request, in seconds.
-    #[arg(long, env = "LLM_TIMEOUT_SECONDS", default_value_t = 30.0)]
-    pub llm_timeout_seconds: f64,
+    #[arg(long, env = "LLM_API_KEY", hide_env_values = true, value_parser = super::secret)]
+    pub llm_api_key: Option<SecretString>,
+    /// Time limit of one LLM request.
+    #[arg(long, env = "LLM_TIMEOUT_SECONDS", default_value = "30s", value_parser = super::duration)]
+    pub llm_timeout: Duration,
     /// Retries of a failed LLM request (429, 5xx, timeouts).
     #[arg(long, env = "LLM_MAX_RETRIES", default_value_t = 3)]
     pub llm_max_retries: u32,
@@ -61,23 +61,20 @@ pub struct LabelerArgs {
     /// Feedback may not push the larger class past this many times the smaller (0: off).
     #[arg(long, env = "FEEDBACK_MAX_CLASS_RATIO", default_value_t = FeedbackPolicy::default().max_class_ratio)]
     pub feedback_max_class_ratio: f64,
-    /// How often the labeler looks for new comments, in seconds.
-    #[arg(long, env = "LABELER_POLL_INTERVAL_SECONDS", default_value_t = 1.0)]
-    pub labeler_poll_interval_seconds: f64,
+    /// How often the labeler looks for new comments.
+    #[arg(long, env = "LABELER_POLL_INTERVAL_SECONDS", default_value = "1s", value_parser = super::duration)]
+    pub labeler_poll_interval: Duration,
     /// Attempts at labelling a comment before it is given up on.
     #[arg(long, env = "LABELER_MAX_ATTEMPTS", default_value_t = 5)]
     pub labeler_max_attempts: u32,
-    /// Delay before retrying a failed comment, in seconds (doubles each attempt).
-    #[arg(long, env = "LABELER_RETRY_SECONDS", default_value_t = 30.0)]
-    pub labeler_retry_seconds: f64,
+    /// Delay before retrying a failed comment (it doubles each attempt).
+    #[arg(long, env = "LABELER_RETRY_SECONDS", default_value = "30s", value_parser = super::duration)]
+    pub labeler_retry: Duration,
 }
 
-fn seconds(value: f64, name: &str) -> Result<Duration> {
-    anyhow::ensure!(
-        value.is_finite() && value > 0.0,
-        "{name} must be a positive number of seconds"
-    );
-    Ok(Duration::from_secs_f64(value))
+fn positive(value: Duration, name: &str) -> Result<Duration> {
+    anyhow::ensure!(!value.is_zero(), "{name} must be more than 0");
+    Ok(value)
 }
 
 impl LabelerArgs {
@@ -96,8 +93,8 @@ impl LabelerArgs {
             .filter(|m| !m.trim().is_empty())
             .ok_or_else(|| anyhow::anyhow!("LLM_BASE_URL is set but LLM_MODEL is not"))?;
         Ok(Some(LlmConfig {
-            api_key: self.llm_api_key.clone().filter(|k| !k.is_empty()),
-            timeout: seconds(self.llm_timeout_seconds, "LLM_TIMEOUT_SECONDS")?,
+            api_key: self.llm_api_key.clone(),
+            timeout: positive(self.llm_timeout, "LLM_TIMEOUT_SECONDS")?,
             max_retries: self.llm_max_retries,
             requests_per_minute: self.llm_requests_per_minute,
             batch_size: self.llm_batch_size,
@@ -106,8 +103,14 @@ impl LabelerArgs {
         }))
     }
 
-    /// The labeler over `db`, following the registry at `models_dir`; `None` when disabled.
-    pub fn build(&self, db: Db, models_dir: &Path) -> Result<Option<Arc<Labeler>>> {
+    /// The labeler over `db`, asking `model` for the model's opinion (moving
+    /// it along the registry itself when `refresh_model`); `None` when disabled.
+    pub fn build(
+        &self,
+        db: Db,
+        model: Arc<ModelFollower>,
+        refresh_model: bool,
+    ) -> Result<Option<Arc<Labeler>>> {
         if !self.labeler {
             return Ok(None);
         }
@@ -123,12 +126,10 @@ impl LabelerArgs {
                 max_per_author: self.feedback_max_per_author,
                 max_class_ratio: self.feedback_max_class_ratio,
             },
-            poll_interval: seconds(
-                self.labeler_poll_interval_seconds,
-                "LABELER_POLL_INTERVAL_SECONDS",
-            )?,
+            poll_interval: positive(self.labeler_poll_interval, "LABELER_POLL_INTERVAL_SECONDS")?,
             max_attempts: self.labeler_max_attempts,
-            retry_delay: seconds(self.labeler_retry_seconds, "LABELER_RETRY_SECONDS")?,
+            retry_delay: positive(self.labeler_retry, "LABELER_RETRY_SECONDS")?,
+            refresh_model,
             ..LabelerConfig::default()
         };
         let llm = self.llm()?;
@@ -136,7 +137,6 @@ impl LabelerArgs {
             Some(c) => tracing::info!(base_url = %c.base_url, model = %c.model, "labeler: weak labels from the LLM"),
             None => tracing::info!("labeler: no LLM_BASE_URL, so weak labels are the model's own confident predictions (pseudo)"),
         }
-        let labeler = Labeler::new(db, Registry::open(models_dir)?, llm, config)?;
-        Ok(Some(Arc::new(labeler)))
+        Ok(Some(Arc::new(Labeler::new(db, model, llm, config)?)))
     }
 }

@@ -1,16 +1,23 @@
-//! The model being served and its hot reload: watch the registry's current
-//! pointer (or serve a pinned version), load new versions off the async
-//! runtime, swap atomically, and keep serving the old model when a new one
-//! is broken.
+//! The model a process serves, following the registry: the version the
+//! `current` pointer names (or a pinned one), loaded once, swapped atomically,
+//! and a version that fails to load refused and not retried until the pointer
+//! moves. Inference and the labeler of one process share one follower, so a
+//! comment's shown sentiment and the model opinion stored with its training
+//! sample come from the same version.
+//!
+//! Loading is blocking (file reads, hashing, packing weights): callers on an
+//! async runtime run [`ModelFollower::reload`] on a blocking thread.
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
-use bloginfer_model::checkpoint::Checkpoint;
-use bloginfer_model::{Predictor, Registry};
+use bloginfer_common::{lock, read, write};
 use serde::Serialize;
 
-use crate::error::InferError;
+use crate::checkpoint::Checkpoint;
+use crate::error::Result;
+use crate::predict::Predictor;
+use crate::registry::Registry;
 
 /// A model ready to serve.
 pub struct LoadedModel {
@@ -18,7 +25,7 @@ pub struct LoadedModel {
     pub version: String,
     /// The predictor (weights packed once).
     pub predictor: Predictor,
-    /// Public description: config, metrics, provenance.
+    /// What the model API shows about it.
     pub info: ModelInfo,
 }
 
@@ -28,9 +35,9 @@ pub struct ModelInfo {
     /// Registry version.
     pub version: String,
     /// Architecture.
-    pub config: bloginfer_model::ModelConfig,
+    pub config: crate::ModelConfig,
     /// Validation metrics recorded at training time.
-    pub metrics: Option<bloginfer_model::Metrics>,
+    pub metrics: Option<crate::Metrics>,
     /// `central` or `federated`.
     pub method: String,
     /// When training finished.
@@ -46,12 +53,12 @@ pub enum Reload {
     Unchanged,
     /// A new version is now served.
     Loaded(String),
-    /// The version could not be loaded; the old model keeps serving.
+    /// The version could not be loaded; the previous model keeps serving.
     Failed(String),
 }
 
 /// The served model and where it comes from.
-pub struct ModelStore {
+pub struct ModelFollower {
     registry: Registry,
     pinned: Option<String>,
     current: RwLock<Option<Arc<LoadedModel>>>,
@@ -59,8 +66,8 @@ pub struct ModelStore {
     failed: Mutex<Option<String>>,
 }
 
-impl ModelStore {
-    /// A store over the registry at `registry`; `pinned` fixes the version.
+impl ModelFollower {
+    /// Follows `registry`'s current pointer, or serves `pinned` when given.
     pub fn new(registry: Registry, pinned: Option<String>) -> Self {
         Self {
             registry,
@@ -70,24 +77,25 @@ impl ModelStore {
         }
     }
 
+    /// The registry followed.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// The model serving now, if any. Callers keep the `Arc` for the whole
     /// request, so a swap never affects a request in flight.
     pub fn get(&self) -> Option<Arc<LoadedModel>> {
-        self.current
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        read(&self.current).clone()
     }
 
-    fn wanted(&self) -> Result<Option<String>, InferError> {
+    fn wanted(&self) -> Result<Option<String>> {
         match &self.pinned {
             Some(v) => Ok(Some(v.clone())),
-            None => Ok(self.registry.current()?),
+            None => self.registry.current(),
         }
     }
 
-    /// Loads the wanted version if it is not the one serving. Blocking: call
-    /// it from a blocking thread.
+    /// Loads the wanted version if it is not the one serving (blocking).
     pub fn reload(&self) -> Reload {
         let wanted = match self.wanted() {
             Ok(Some(v)) => v,
@@ -97,13 +105,13 @@ impl ModelStore {
         if self.get().is_some_and(|m| m.version == wanted) {
             return Reload::Unchanged;
         }
-        let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        let mut failed = lock(&self.failed);
         if failed.as_deref() == Some(wanted.as_str()) {
             return Reload::Unchanged;
         }
         match self.load(&wanted) {
             Ok(model) => {
-                *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(model));
+                *write(&self.current) = Some(Arc::new(model));
                 *failed = None;
                 Reload::Loaded(wanted)
             }
@@ -114,9 +122,8 @@ impl ModelStore {
         }
     }
 
-    fn load(&self, version: &str) -> Result<LoadedModel, InferError> {
-        let path = self.registry.path_of(version)?;
-        let checkpoint = Checkpoint::load(&path)?;
+    fn load(&self, version: &str) -> Result<LoadedModel> {
+        let checkpoint = Checkpoint::load(&self.registry.path_of(version)?)?;
         let predictor = Predictor::new(&checkpoint)?;
         let info = ModelInfo {
             version: version.to_string(),

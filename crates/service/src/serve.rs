@@ -1,0 +1,217 @@
+//! Binding and serving. The server is hyper's (HTTP/1.1 and HTTP/2, as
+//! `axum::serve` sets it up) with what `axum::serve` leaves out: a deadline
+//! for a request's headers (a client that trickles bytes cannot hold a
+//! connection), a cap on open connections, `TCP_NODELAY`, the peer address
+//! for every request (`ConnectInfo`), and a graceful drain that ends after a
+//! bounded time.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::Request;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+/// Limits and deadlines of a server.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// How long a client may take to send a request's headers.
+    pub header_read_timeout: Duration,
+    /// How long a request may take, reading its body and answering it; after
+    /// that the client gets a 503 `timeout`.
+    pub request_timeout: Duration,
+    /// Connections open at once; more are closed at once.
+    pub max_connections: usize,
+    /// After shutdown starts, how long requests in flight may finish.
+    pub drain_timeout: Duration,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 4096,
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why a server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The address is taken or not ours.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The address file could not be written.
+    #[error("cannot write the address file {}: {source}", path.display())]
+    AddrFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Binds `addr` (port 0 picks a free port; [`TcpListener::local_addr`] tells which).
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })
+}
+
+/// Writes `addr` to `path` atomically, so that a process waiting for the file
+/// (a test, a launcher) never reads half an address.
+pub fn write_addr_file(path: &Path, addr: SocketAddr) -> Result<(), ServeError> {
+    bloginfer_common::write_atomic(path, addr.to_string().as_bytes()).map_err(|source| {
+        ServeError::AddrFile {
+            path: path.to_path_buf(),
+            source,
+        }
+    })
+}
+
+/// A server running in the background.
+pub struct Server {
+    addr: SocketAddr,
+    token: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// Serves `router` on `listener` until `token` is cancelled.
+    pub fn start(
+        listener: TcpListener,
+        router: Router,
+        config: ServeConfig,
+        token: CancellationToken,
+    ) -> std::io::Result<Self> {
+        let addr = listener.local_addr()?;
+        let stop = token.clone();
+        let task = tokio::spawn(async move { serve(listener, router, &config, stop).await });
+        Ok(Self { addr, token, task })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://<addr>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting, drains, and waits until the server has stopped.
+    pub async fn stop(self) {
+        self.token.cancel();
+        let _ = self.task.await;
+    }
+
+    /// Waits until the server stops (its token was cancelled elsewhere).
+    pub async fn stopped(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` is cancelled, then lets
+/// open requests finish for at most `config.drain_timeout`.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    config: &ServeConfig,
+    shutdown: CancellationToken,
+) {
+    let graceful = GracefulShutdown::new();
+    let mut connections = tokio::task::JoinSet::new();
+    let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let mut refused: u64 = 0;
+    loop {
+        let (stream, peer) = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(connection) => connection,
+                Err(e) => {
+                    if !is_connection_error(&e) {
+                        // Out of file descriptors and the like: give the system a moment.
+                        tracing::error!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    continue;
+                }
+            },
+        };
+        while connections.try_join_next().is_some() {}
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            refused += 1;
+            if refused.is_power_of_two() {
+                tracing::warn!(refused, "connection limit reached; closing new connections");
+            }
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone().map_request(
+            move |mut request: Request<Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request.map(Body::new)
+            },
+        ));
+        let watcher = graceful.watcher();
+        let header_read_timeout = config.header_read_timeout;
+        connections.spawn(async move {
+            let mut builder = Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_read_timeout);
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .keep_alive_interval(Some(Duration::from_secs(30)));
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(connection).await {
+                tracing::trace!(%peer, "connection ended: {e}");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => tracing::debug!("every connection drained"),
+        () = tokio::time::sleep(config.drain_timeout) => {
+            tracing::warn!(
+                open = connections.len(),
+                "requests still open after the drain timeout of {:?}; closing them",
+                config.drain_timeout
+            );
+        }
+    }
+    connections.shutdown().await;
+}
+
+fn is_connection_error(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+    )
+}
