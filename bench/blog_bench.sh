@@ -47,7 +47,7 @@ start_blog() { # database-url page-cache(true|false)
         echo "port $PORT is taken by another process; stop it first" >&2
         exit 1
     fi
-    JWT_SECRET=benchmark-secret-benchmark-secret-00 "$BIN" blog --port $PORT --database-url "$1" --page-cache "$2" > "$WORK/blog.log" 2>&1 &
+    JWT_SECRET=benchmark-secret-benchmark-secret-00 "$BIN" blog --listen 127.0.0.1:$PORT --database-url "$1" --page-cache "$2" > "$WORK/blog.log" 2>&1 &
     BLOG_PID=$!
     for _ in $(seq 1 100); do curl -sf "$URL/readyz" >/dev/null && break; sleep 0.1; done
     # Sessions live in the process: sign up (first start) or in again.

@@ -60,7 +60,7 @@ PY
 
 peak_rss_mib() { awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 
-"$BIN" --models-dir "$MODELS" infer --port 18080 > "$WORK/infer.log" 2>&1 &
+"$BIN" --models-dir "$MODELS" infer --listen 127.0.0.1:18080 > "$WORK/infer.log" 2>&1 &
 OURS=$!
 wait_up http://127.0.0.1:18080
 read -r ours_rps ours_p50 ours_p99 ours_err < <(load http://127.0.0.1:18080)

@@ -108,6 +108,7 @@ status=0
 (
     cd web
     E2E_BASE_URL="$base" E2E_ARTIFACTS="$artifacts" E2E_DATA_DIR="$data" \
+        E2E_FRESH_DATA="$([ -z "${E2E_SEED_MODELS:-}" ] && echo 1 || echo 0)" \
         node --test --test-concurrency=1 --test-reporter=spec e2e/blog.test.mjs e2e/dashboard.test.mjs
 ) 2>&1 | tee "$log" || status=$?
 

@@ -38,7 +38,7 @@ pub enum ApiError {
         /// What went wrong, for the log.
         cause: String,
     },
-    /// The database failed.
+    /// A query or transaction failed, or the database could not be reached.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     /// Anything else that is our fault.

@@ -81,7 +81,7 @@ pub struct BlogConfig {
     pub behind_proxy: bool,
 }
 
-/// What handlers share.
+/// The state every handler shares: the database, auth, caches and the sentiment client.
 pub struct AppState {
     /// The blog's tables (and the other services' in the same database).
     pub db: Db,

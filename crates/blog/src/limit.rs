@@ -51,7 +51,8 @@ enum Store {
     },
 }
 
-/// Counts login attempts.
+/// Counts login attempts per client address and failed ones per account, and refuses
+/// more past a limit.
 pub struct LoginLimiter {
     limits: LoginLimits,
     store: Store,

@@ -103,7 +103,8 @@ impl<T> PageCache<T> {
         }
     }
 
-    /// Looks `key` up.
+    /// Looks `key` up: a current entry, a miss to render and store, or a bypass when
+    /// caching is off.
     pub async fn lookup(&self, key: &str, metrics: &Metrics) -> Lookup<T> {
         if !self.enabled {
             return Lookup::Bypass;

@@ -86,7 +86,7 @@ impl RoundBar {
         Self { bar }
     }
 
-    /// Clears the bar.
+    /// Removes the bar from the terminal once the run is over.
     pub fn finish(&self) {
         self.bar.finish_and_clear();
     }

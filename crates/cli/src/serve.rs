@@ -27,7 +27,8 @@ pub fn runtime(workers: Option<usize>) -> Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// Binds `--listen`.
+/// Binds the `--listen` address; returns the listener and the address bound (the real
+/// port when port 0 was asked for).
 pub async fn bind(listen: &ListenArgs) -> Result<(TcpListener, SocketAddr)> {
     let listener = bloginfer_service::bind(listen.listen).await?;
     let bound = listener.local_addr()?;

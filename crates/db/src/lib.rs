@@ -208,7 +208,8 @@ impl std::fmt::Debug for DbOptions {
 }
 
 impl DbOptions {
-    /// `sqlite:path` or `mysql://user@host:3306/database`.
+    /// Options for the database at `url`: `sqlite:path` or
+    /// `mysql://user@host:3306/database`; an unknown scheme is an error.
     pub fn new(url: &str) -> Result<Self, String> {
         Ok(Self {
             backend: Backend::of(url)?,

@@ -29,7 +29,7 @@ use secrecy::{ExposeSecret, SecretString};
 /// A deliberate misbehaviour, for testing the aggregator's defences.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub enum Fault {
-    /// Behave.
+    /// Behave as a correct worker (the default).
     #[default]
     None,
     /// Send NaN in every update.
@@ -67,9 +67,9 @@ impl FromStr for Fault {
 pub struct WorkerConfig {
     /// Aggregator base URL, e.g. `http://127.0.0.1:7000`.
     pub aggregator: String,
-    /// Its credential.
+    /// The run token, sent as a bearer token with every request.
     pub token: SecretString,
-    /// This worker's id.
+    /// The worker's id in the run, under which the aggregator counts its updates.
     pub worker_id: String,
     /// Its own shard (`label<TAB>text` TSV).
     pub shard: PathBuf,
@@ -114,9 +114,9 @@ pub struct WorkerSummary {
     pub rounds_accepted: u32,
     /// Updates refused by the aggregator.
     pub rounds_refused: u32,
-    /// Bytes uploaded.
+    /// Bytes of updates sent to the aggregator.
     pub bytes_up: u64,
-    /// Bytes downloaded.
+    /// Bytes of global weights fetched from the aggregator.
     pub bytes_down: u64,
     /// Final registry version, as announced.
     pub version: Option<String>,
@@ -353,9 +353,10 @@ pub async fn run_worker(config: WorkerConfig) -> Result<WorkerSummary> {
                 tracing::info!(
                     round,
                     received = accepted.received,
-                    fetch_ms = fetched.as_millis() as u64,
-                    train_ms = trained.as_millis() as u64,
-                    upload_ms = upload_started.elapsed().as_millis() as u64,
+                    fetch_ms = u64::try_from(fetched.as_millis()).unwrap_or(u64::MAX),
+                    train_ms = u64::try_from(trained.as_millis()).unwrap_or(u64::MAX),
+                    upload_ms =
+                        u64::try_from(upload_started.elapsed().as_millis()).unwrap_or(u64::MAX),
                     "update accepted"
                 );
             }

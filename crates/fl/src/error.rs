@@ -9,13 +9,13 @@ pub enum FlError {
     /// A setting is out of range or inconsistent.
     #[error("configuration: {0}")]
     Config(String),
-    /// Model code failed.
+    /// Building, training, evaluating or storing a model failed.
     #[error(transparent)]
     Model(#[from] bloginfer_model::ModelError),
-    /// Tensor code failed.
+    /// A tensor operation failed (a shape, dtype or device mismatch).
     #[error(transparent)]
     Tensor(#[from] candle_core::Error),
-    /// Reading data failed.
+    /// A TSV data file could not be read or has a malformed row.
     #[error(transparent)]
     Data(#[from] bloginfer_model::data::DataError),
     /// File-system or socket I/O failed.
@@ -23,17 +23,17 @@ pub enum FlError {
     Io {
         /// What was being done.
         context: String,
-        /// The cause.
+        /// The I/O error itself.
         source: std::io::Error,
     },
     /// The aggregator answered with an error status.
     #[error("aggregator refused the request ({status}): {message}")]
     Refused {
-        /// HTTP status.
+        /// The HTTP status of the refusal (401 bad token, 409 wrong round, ...).
         status: u16,
-        /// Machine-readable code.
+        /// The code from the error's JSON body, e.g. `stale_round`.
         code: String,
-        /// Its explanation.
+        /// The aggregator's message, for people.
         message: String,
     },
     /// A child process of the launcher failed or did not start.

@@ -24,7 +24,7 @@ use crate::spec::{write_json, RunDir, RunSpec, WorkerDir, WorkerIdentity, Worker
 pub struct Sharding {
     /// Number of workers (one shard each).
     pub workers: usize,
-    /// IID or Dirichlet.
+    /// How labels spread over the shards: evenly (IID), or skewed by Dirichlet draws.
     pub partition: Partition,
     /// Seed of the stable keys and the Dirichlet draws.
     pub seed: u64,
@@ -92,7 +92,7 @@ pub struct RunData<'a> {
     pub validation: &'a [Example],
     /// The shared vocabulary (built by the data owner that cuts the shards).
     pub vocab: &'a Vocab,
-    /// The architecture.
+    /// The architecture of the fresh model the run starts from (`model.json`).
     pub model: &'a ModelConfig,
 }
 
@@ -144,14 +144,14 @@ pub struct LaunchOutcome {
     pub status: RunStatus,
     /// Registry version of the final model.
     pub version: String,
-    /// Wall time.
+    /// Seconds from following the run to its final status.
     pub seconds: f64,
 }
 
 /// How a local run is doing.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunState {
-    /// Still going.
+    /// The aggregator has not finished yet.
     Running,
     /// The aggregator finished successfully (its result file holds the outcome).
     Finished,
@@ -159,7 +159,8 @@ pub enum RunState {
     Failed(String),
 }
 
-/// A run's processes.
+/// A run started by [`LocalLauncher`]: its aggregator and worker processes, killed when
+/// this is dropped.
 pub struct LocalRun {
     dir: RunDir,
     url: String,

@@ -20,13 +20,13 @@ use crate::strategy::LocalWork;
 pub struct LocalOutcome {
     /// Pseudo-gradient: `global - local`, or the raw gradient.
     pub update: ParamSet,
-    /// Mean training loss.
+    /// Mean training loss over the local steps, reported to the aggregator.
     pub train_loss: f64,
     /// Optimisation steps taken (1 for a gradient).
     pub steps: u64,
     /// Samples behind the update.
     pub samples: u64,
-    /// Seconds spent.
+    /// Seconds of local training, reported to the aggregator.
     pub seconds: f64,
 }
 

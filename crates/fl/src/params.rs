@@ -54,7 +54,7 @@ impl ParamSet {
         Self::from_tensors(&model.snapshot()?)
     }
 
-    /// Converts named tensors.
+    /// Copies named tensors (any float dtype, read as f32) into host parameters.
     pub fn from_tensors(tensors: &HashMap<String, Tensor>) -> Result<Self> {
         let mut out = BTreeMap::new();
         for (name, t) in tensors {
@@ -154,7 +154,7 @@ impl ParamSet {
             .fold(0.0, f32::max)
     }
 
-    /// Number of values.
+    /// Values across all parameters (not the number of parameters).
     pub fn len(&self) -> usize {
         self.0.values().map(|p| p.values.len()).sum()
     }

@@ -22,7 +22,7 @@ pub enum Partition {
     /// Per label, shard shares drawn from Dirichlet(alpha): small alpha gives
     /// each shard a skewed label mix, as real users' data would be.
     Dirichlet {
-        /// Concentration (> 0).
+        /// Concentration (> 0): the smaller, the more skewed each shard's label mix.
         alpha: f64,
     },
 }
@@ -101,6 +101,10 @@ pub fn partition(
                     let mut cumulative = 0f64;
                     for (s, d) in draws.iter().enumerate() {
                         cumulative += d / total;
+                        // The cumulative share is in [0, 1] (up to rounding), so
+                        // its rounded product with the class size is a valid
+                        // non-negative count.
+                        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
                         let end = if s + 1 == n {
                             members.len()
                         } else {
@@ -148,7 +152,7 @@ mod tests {
     fn examples(n: usize) -> Vec<Example> {
         (0..n)
             .map(|i| Example {
-                label: (i % 2) as u32,
+                label: u32::try_from(i % 2).unwrap(),
                 text: format!("text number {i}"),
             })
             .collect()

@@ -39,7 +39,7 @@ pub struct RegisterRequest {
 /// Local-training settings shared by every worker of a run.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LocalSettings {
-    /// Mini-batch size.
+    /// Examples per mini-batch of local training.
     pub batch_size: usize,
     /// Gradient-norm clip for local steps (0: none).
     pub clip_norm: f64,
@@ -52,15 +52,15 @@ pub struct LocalSettings {
 /// Everything a worker needs to take part, sent when it registers.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunPlan {
-    /// Run id.
+    /// The run the worker joined; it checks this against the run it was started for.
     pub run_id: String,
-    /// Architecture.
+    /// The model's architecture, to build the local model from.
     pub model: ModelConfig,
     /// Shared vocabulary (part of the model, not of anyone's data).
     pub vocab: Vocab,
     /// Strategy, including what clients do.
     pub strategy: Strategy,
-    /// Local-training settings.
+    /// How to train locally: batch size, clipping, token dropout, seed.
     pub local: LocalSettings,
     /// Element type for uploads.
     pub upload_dtype: WireDtype,
@@ -76,7 +76,7 @@ pub struct RunPlan {
 pub enum Task {
     /// Train on this round's global weights and upload.
     Train {
-        /// The round.
+        /// The round whose weights to fetch, train and upload an update for.
         round: u32,
     },
     /// Nothing for you now; ask again.
@@ -94,7 +94,7 @@ pub enum Task {
 /// Header of a weights message.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WeightsHeader {
-    /// Run id.
+    /// The run the weights belong to; a worker refuses another run's.
     pub run_id: String,
     /// The round these weights start.
     pub round: u32,
@@ -103,11 +103,11 @@ pub struct WeightsHeader {
 /// Header of an update message.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UpdateHeader {
-    /// Run id.
+    /// The run the update is for; the aggregator refuses another run's.
     pub run_id: String,
-    /// The round trained.
+    /// The round whose weights were trained; an update for another round is refused.
     pub round: u32,
-    /// Sender.
+    /// The worker that trained it.
     pub worker_id: String,
     /// Samples behind the update (the mean's weight).
     pub samples: u64,
@@ -133,9 +133,9 @@ pub struct UpdateAccepted {
 pub struct RoundRecord {
     /// 1-based round (0: the initial weights, evaluated only).
     pub round: u32,
-    /// Updates aggregated.
+    /// Updates that went into the round's aggregate.
     pub clients: usize,
-    /// Samples behind them.
+    /// Training samples behind those updates, as their workers reported them.
     pub samples: u64,
     /// Sample-weighted mean local training loss.
     pub train_loss: Option<f64>,
@@ -166,21 +166,22 @@ pub struct RoundRecord {
 /// Progress of the run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunStatus {
-    /// Run id.
+    /// The run this aggregator serves.
     pub run_id: String,
-    /// `waiting` (for clients), `training`, `finished` or `failed`.
+    /// `waiting` (for clients), `training`, `aggregating`, `finalizing`,
+    /// `finished` or `failed`.
     pub phase: String,
     /// The round running (or the last one, when finished).
     pub round: u32,
     /// Rounds in the run.
     pub rounds: u32,
-    /// Workers seen recently.
+    /// Workers heard from within their availability lease.
     pub clients_available: usize,
     /// Workers selected for this round.
     pub selected: usize,
     /// Updates received for this round.
     pub reported: usize,
-    /// Finished rounds.
+    /// Records of the finished rounds, round 0 (the initial weights) first.
     pub history: Vec<RoundRecord>,
     /// Registry version of the final model.
     pub version: Option<String>,

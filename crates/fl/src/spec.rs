@@ -37,7 +37,7 @@ pub const SPEC_VERSION: u32 = 1;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunSpec {
-    /// Format version ([`SPEC_VERSION`]).
+    /// The `run.json` format version; a build reads only its own [`SPEC_VERSION`].
     pub version: u32,
     /// Ties state files, tokens and updates to this run.
     pub run_id: String,
@@ -83,11 +83,11 @@ pub enum ModelSource {
     },
 }
 
-/// Round rules.
+/// How many rounds a run has, and when each starts and ends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RoundSpec {
-    /// Rounds to run.
+    /// Rounds to aggregate before the run ends.
     pub rounds: u32,
     /// Updates needed to aggregate a round.
     pub min_clients: usize,
@@ -115,9 +115,9 @@ pub struct WorkerSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkerIdentity {
-    /// The run.
+    /// The run the worker was started for; it refuses an aggregator of another run.
     pub run_id: String,
-    /// The worker's id.
+    /// Its id among [`RunSpec::workers`], under which the aggregator knows it.
     pub worker_id: String,
 }
 
@@ -167,17 +167,19 @@ impl RunSpec {
         Ok(())
     }
 
-    /// The round deadline.
+    /// `deadline_seconds` as a duration: a round aggregates what it has after
+    /// this long, or starts over.
     pub fn deadline(&self) -> Duration {
         Duration::from_secs_f64(self.rounds.deadline_seconds)
     }
 
-    /// The availability lease.
+    /// `lease_seconds` as a duration: a worker counts as available this long
+    /// after it was last heard from.
     pub fn lease(&self) -> Duration {
         Duration::from_secs_f64(self.rounds.lease_seconds)
     }
 
-    /// The linger time.
+    /// `linger_seconds` as a duration: how long the aggregator answers after the end.
     pub fn linger(&self) -> Duration {
         Duration::from_secs_f64(self.linger_seconds)
     }
@@ -213,11 +215,11 @@ pub struct Tuning {
 /// What one run adds to a [`Tuning`].
 #[derive(Debug, Clone)]
 pub struct RunShape {
-    /// The run's id.
+    /// Ties state files, tokens and updates to this run (becomes [`RunSpec::run_id`]).
     pub run_id: String,
-    /// The strategy.
+    /// The named strategy, resolved with the tuning's options into [`RunSpec::strategy`].
     pub strategy: StrategyKind,
-    /// Rounds.
+    /// Rounds to aggregate before the run ends.
     pub rounds: u32,
     /// Workers (their list is filled in when the shards are written).
     pub workers: usize,
@@ -282,16 +284,16 @@ impl RunDir {
         Self(path.into())
     }
 
-    /// The directory.
+    /// The run directory itself; every other path here lies inside it.
     pub fn path(&self) -> &Path {
         &self.0
     }
 
-    /// The run's description.
+    /// `run.json`, the run's [`RunSpec`].
     pub fn spec(&self) -> PathBuf {
         self.0.join("run.json")
     }
-    /// The run token.
+    /// The run token's file (mode 0600), kept out of `run.json`.
     pub fn token(&self) -> PathBuf {
         self.0.join("token")
     }
@@ -364,19 +366,19 @@ impl WorkerDir {
     pub fn identity(&self) -> PathBuf {
         self.0.join("worker.json")
     }
-    /// Its data.
+    /// `shard.tsv`: the worker's training data, and nothing else's.
     pub fn shard(&self) -> PathBuf {
         self.0.join("shard.tsv")
     }
-    /// Its token.
+    /// The worker's copy of the run token, which it sends to the aggregator.
     pub fn token(&self) -> PathBuf {
         self.0.join("token")
     }
-    /// Reads its identity.
+    /// Reads `worker.json`: the run the worker belongs to and its id.
     pub fn read_identity(&self) -> Result<WorkerIdentity> {
         read_json(&self.identity(), "worker identity")
     }
-    /// Reads its token.
+    /// Reads the token the worker sends to the aggregator.
     pub fn read_token(&self) -> Result<String> {
         read_token(&self.token())
     }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{FlError, Result};
 use crate::params::ParamSet;
 
-/// The named strategies.
+/// The strategies a run can name; each fixes the defaults of a [`Strategy`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StrategyKind {
@@ -123,18 +123,19 @@ pub enum LocalWork {
 pub enum ServerOptimizer {
     /// `w -= lr * (momentum buffer)`; momentum 0 is plain SGD.
     Sgd {
-        /// Step size.
+        /// Server learning rate; 1 on the mean of `global - local` is FedAvg.
         lr: f64,
-        /// Heavy-ball momentum.
+        /// Heavy-ball momentum in [0, 1) (fedavgm's default 0.5); 0 is plain SGD.
         momentum: f64,
     },
     /// Adam with bias correction.
     Adam {
-        /// Step size.
+        /// Server learning rate (fedadam's default 0.1; fedsgd uses the local rate).
         lr: f64,
-        /// First-moment decay.
+        /// Decay of the running mean of pseudo-gradients (0.9).
         beta1: f64,
-        /// Second-moment decay.
+        /// Decay of the running mean of squared pseudo-gradients (0.99 for fedadam,
+        /// 0.999 for fedsgd).
         beta2: f64,
         /// Denominator guard (FedAdam's tau).
         eps: f64,
@@ -144,9 +145,9 @@ pub enum ServerOptimizer {
 /// A strategy fully spelled out.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Strategy {
-    /// Its name.
+    /// The name it was built from, as runs and models record it.
     pub kind: StrategyKind,
-    /// What clients do.
+    /// What each selected client does in a round: local epochs, or one gradient.
     pub local: LocalWork,
     /// How updates are combined.
     pub aggregation: Aggregation,
@@ -159,15 +160,17 @@ pub struct Strategy {
 pub struct StrategyOptions {
     /// Local epochs per round (not for fedsgd).
     pub local_epochs: Option<usize>,
-    /// Local learning rate.
+    /// Learning rate of the clients' local Adam (default 2e-3; also fedsgd's
+    /// server rate).
     pub local_lr: Option<f64>,
-    /// FedProx's mu.
+    /// Weight of FedProx's proximal term (default 0.01; fedprox only).
     pub prox_mu: Option<f64>,
-    /// Server learning rate.
+    /// Learning rate of the server optimiser (default 1, or 0.1 for fedadam).
     pub server_lr: Option<f64>,
-    /// Server momentum (fedavgm).
+    /// Server momentum for fedavgm (default 0.5).
     pub server_momentum: Option<f64>,
-    /// Robust aggregation.
+    /// How updates combine (default the weighted mean); median or trimmed
+    /// mean resist hostile workers.
     pub aggregation: Option<Aggregation>,
 }
 
@@ -263,13 +266,17 @@ fn positive(x: f64) -> bool {
 
 /// One client's contribution to a round.
 pub struct Contribution<'a> {
-    /// Its pseudo-gradient.
+    /// The client's pseudo-gradient for the round.
     pub update: &'a ParamSet,
     /// Its training samples (the mean's weight).
     pub samples: u64,
 }
 
 /// Combines contributions (all shaped alike) into one pseudo-gradient.
+// The sums run in f64 and land in the f32 parameters: narrowing them is the
+// point. The trimmed count is `floor(trim * k)` with trim in [0, 0.5), so it
+// is a small non-negative whole number.
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 pub fn combine(aggregation: Aggregation, contributions: &[Contribution<'_>]) -> Result<ParamSet> {
     let first = contributions
         .first()
@@ -341,9 +348,9 @@ fn median(sorted: &[f32]) -> f32 {
 /// A server optimiser with its state (kept across rounds and persisted).
 #[derive(Debug, Clone)]
 pub struct ServerState {
-    /// The optimiser.
+    /// Which optimiser, with its hyper-parameters.
     pub optimizer: ServerOptimizer,
-    /// Steps taken.
+    /// Steps taken so far; Adam's bias correction depends on it.
     pub step: u64,
     /// Momentum buffer (SGD with momentum) or first moment (Adam).
     pub m: Option<ParamSet>,
@@ -352,7 +359,7 @@ pub struct ServerState {
 }
 
 impl ServerState {
-    /// A fresh optimiser.
+    /// `optimizer` with no steps taken and no buffers yet.
     pub fn new(optimizer: ServerOptimizer) -> Self {
         Self {
             optimizer,
@@ -363,6 +370,9 @@ impl ServerState {
     }
 
     /// Moves `global` against the combined pseudo-gradient `g`.
+    // The hyper-parameters are f64 (as configured); the parameters and their
+    // update run in f32, like the local optimiser's.
+    #[allow(clippy::cast_possible_truncation)]
     pub fn apply(&mut self, global: &mut ParamSet, g: &ParamSet) -> Result<()> {
         self.step += 1;
         match self.optimizer {
@@ -391,7 +401,8 @@ impl ServerState {
             } => {
                 let m = self.m.get_or_insert_with(|| zeros_like(g));
                 let v = self.v.get_or_insert_with(|| zeros_like(g));
-                let t = self.step as i32;
+                // Past i32::MAX steps beta^t is 0 anyway, as with the cap.
+                let t = i32::try_from(self.step).unwrap_or(i32::MAX);
                 let bc1 = 1.0 - beta1.powi(t);
                 let bc2 = 1.0 - beta2.powi(t);
                 let step_size = (lr * bc2.sqrt() / bc1) as f32;

@@ -50,7 +50,7 @@ pub enum Values {
     Dense(Vec<f32>),
     /// Only these rows (ascending, unique); the others are zero.
     Rows {
-        /// Row indices.
+        /// Indices of the rows sent, along the parameter's first dimension.
         rows: Vec<u32>,
         /// `rows.len() * row_len` values.
         values: Vec<f32>,
@@ -62,7 +62,7 @@ pub enum Values {
 pub struct WireParam {
     /// The full parameter's shape.
     pub shape: Vec<usize>,
-    /// Its values.
+    /// Its values, all of them or only the non-zero rows.
     pub values: Values,
 }
 
@@ -185,7 +185,11 @@ fn nonzero_rows(p: &Param) -> Values {
     let mut values = Vec::new();
     for (r, chunk) in p.values.chunks_exact(w).enumerate() {
         if chunk.iter().any(|&x| x != 0.0) {
-            rows.push(r as u32);
+            // Row indices travel as u32; a tensor taller than that goes dense.
+            let Ok(r) = u32::try_from(r) else {
+                return Values::Dense(p.values.clone());
+            };
+            rows.push(r);
             values.extend_from_slice(chunk);
         }
     }

@@ -54,7 +54,7 @@ struct Probabilities {
     positive: f32,
 }
 
-/// One answer.
+/// The answer for one text, with the model version that gave it.
 #[derive(Serialize)]
 struct SentimentResponse {
     label: &'static str,

@@ -37,11 +37,11 @@ use crate::metrics::Metrics;
 /// Settings of the inference service.
 #[derive(Debug, Clone)]
 pub struct InferConfig {
-    /// Model registry.
+    /// The model registry to serve from and follow.
     pub models_dir: PathBuf,
     /// Serve this version instead of following the current pointer.
     pub pinned_version: Option<String>,
-    /// Batching and queueing.
+    /// How requests are gathered into batches, and how many may wait.
     pub batching: BatchConfig,
     /// How often the registry's pointer is checked.
     pub reload_interval: Duration,
@@ -51,17 +51,18 @@ pub struct InferConfig {
 
 /// State shared by the handlers.
 pub struct Shared {
-    /// The served model.
+    /// Follows the registry and holds the model being served.
     pub follower: Arc<ModelFollower>,
-    /// The batching pipeline.
+    /// Queues texts for the batch worker and hands back their answers.
     pub batcher: Batcher,
-    /// Metrics.
+    /// The service's own metrics and the window behind `/v1/sentiment/stats`.
     pub metrics: Arc<Metrics>,
-    /// Body limit.
+    /// Largest accepted request body, in bytes (a larger one gets 413).
     pub max_body_bytes: usize,
 }
 
-/// The inference service.
+/// The inference service as mounted on a host: its API, the batch worker
+/// and the registry follower.
 #[derive(Clone)]
 pub struct Inference {
     shared: Arc<Shared>,

@@ -18,7 +18,7 @@ use serde::Serialize;
 /// A model version label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VersionLabel {
-    /// Registry version.
+    /// The registry version served.
     pub version: String,
 }
 
@@ -54,15 +54,15 @@ pub struct Metrics {
 pub struct Stats {
     /// Prediction requests served since start.
     pub requests_total: u64,
-    /// Over the last minute.
+    /// Prediction requests per second over the last minute.
     pub requests_per_second: f64,
     /// Latency percentiles over the last minute, in milliseconds.
     pub latency_ms: Percentiles,
-    /// Version being served.
+    /// The registry version being served, if a model is loaded.
     pub model_version: Option<String>,
 }
 
-/// Latency percentiles.
+/// Latency percentiles of the last minute's predictions, in milliseconds.
 #[derive(Debug, Clone, Serialize)]
 pub struct Percentiles {
     /// Median.
@@ -126,7 +126,7 @@ impl Metrics {
         }
     }
 
-    /// Counts a reload.
+    /// Counts a reload attempt as a `success` or a `failure`.
     pub fn reload(&self, success: bool) {
         let result = if success { "success" } else { "failure" };
         self.reloads
@@ -168,6 +168,8 @@ impl Metrics {
             if latencies.is_empty() {
                 return 0.0;
             }
+            // q is a quantile in [0, 1]: the rank is a small non-negative count.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
             let i = ((q * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len()) - 1;
             f64::from(latencies[i])
         };

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-/// The document.
+/// The OpenAPI document of the inference API.
 pub fn document() -> Value {
     let error = json!({"$ref": "#/components/schemas/Error"});
     let errors = |codes: &[(&str, &str)]| -> Value {

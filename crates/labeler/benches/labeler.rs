@@ -7,6 +7,9 @@
 //!
 //! `cargo bench -p bloginfer-labeler --bench labeler`
 
+// A bench fails loudly on a broken setup; unwrapping is how it reports it.
+#![allow(clippy::unwrap_used)]
+
 use std::time::{Duration, Instant};
 
 use bloginfer_db::Db;
@@ -47,7 +50,7 @@ async fn database(dir: &std::path::Path, texts: &[String]) -> Db {
         sqlx::query(
             "INSERT INTO comments (article_id, author_id, body, created_at, updated_at) VALUES (1, ?, ?, 0, 0)",
         )
-        .bind(i as i64 % AUTHORS + 1)
+        .bind(i64::try_from(i).unwrap() % AUTHORS + 1)
         .bind(text)
         .execute(db.write())
         .await

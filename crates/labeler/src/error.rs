@@ -3,7 +3,7 @@
 /// A failure of the labeler.
 #[derive(Debug, thiserror::Error)]
 pub enum LabelerError {
-    /// The database failed.
+    /// A query or transaction failed, or the database could not be reached.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     /// The model could not be loaded or run.

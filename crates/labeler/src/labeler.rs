@@ -61,7 +61,7 @@ impl Default for LabelerConfig {
 /// What one pass did, comment by comment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Pass {
-    /// Comments looked at.
+    /// Comments taken from the queue of those waiting for a label.
     pub seen: usize,
     /// Labels stored (new or replacing a weaker one).
     pub labelled: usize,
@@ -81,7 +81,7 @@ struct Item {
     model: Option<ModelView>,
 }
 
-/// The labeler.
+/// Turns comments waiting for a label into training samples, one pass at a time.
 pub struct Labeler {
     store: SampleStore,
     llm: Option<LlmClient>,
@@ -119,17 +119,17 @@ impl Labeler {
         })
     }
 
-    /// The samples.
+    /// The sample store it writes to, which the review API and runs read too.
     pub fn store(&self) -> &SampleStore {
         &self.store
     }
 
-    /// The rules.
+    /// The feedback policy: which labels are trained on, and how a run selects them.
     pub fn policy(&self) -> &FeedbackPolicy {
         &self.config.policy
     }
 
-    /// The metrics.
+    /// Its metrics, for the host to register.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }
@@ -176,8 +176,9 @@ impl Labeler {
         let now = now_millis();
         self.metrics
             .pending
-            .set(self.store.pending_count().await? as i64);
-        let pending = self.store.pending(now, self.config.batch as i64).await?;
+            .set(i64::try_from(self.store.pending_count().await?).unwrap_or(i64::MAX));
+        let batch = i64::try_from(self.config.batch).unwrap_or(i64::MAX);
+        let pending = self.store.pending(now, batch).await?;
         let mut pass = Pass {
             seen: pending.len(),
             ..Pass::default()
@@ -252,7 +253,8 @@ impl Labeler {
         items: Vec<Item>,
         pass: &mut Pass,
     ) -> Result<(), LabelerError> {
-        let later = now_millis() + self.config.no_model_delay.as_millis() as i64;
+        let delay = i64::try_from(self.config.no_model_delay.as_millis()).unwrap_or(i64::MAX);
+        let later = now_millis().saturating_add(delay);
         for item in items {
             let Some(view) = &item.model else {
                 // No model yet (or a broken one): wait for one, without counting an attempt.
@@ -332,7 +334,7 @@ impl Labeler {
             .retry_delay
             .saturating_mul(1 << (attempts - 1).min(16))
             .min(Duration::from_secs(3600));
-        let at = now_millis() + delay.as_millis() as i64;
+        let at = now_millis().saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
         self.store.retry_later(comment, at, true).await?;
         pass.retried += 1;
         Ok(())

@@ -23,7 +23,8 @@ pub struct LlmConfig {
     /// Base URL of the API, up to and including the version (`https://api.openai.com/v1`,
     /// `http://localhost:11434/v1`); requests go to `<base>/chat/completions`.
     pub base_url: String,
-    /// Model name.
+    /// The model to ask, as the server names it (e.g. `qwen2.5:7b`); it is
+    /// also each label's labeler.
     pub model: String,
     /// Bearer token (`LLM_API_KEY`); self-hosted servers may need none.
     pub api_key: Option<secrecy::SecretString>,
@@ -38,7 +39,7 @@ pub struct LlmConfig {
     pub max_retry_after: Duration,
     /// Global limit on requests a minute (0: none).
     pub requests_per_minute: f64,
-    /// Comments per request.
+    /// Comments sent in one request; the answer labels each of them.
     pub batch_size: usize,
     /// Ask for `response_format: {"type": "json_object"}` (servers that do not
     /// know it may refuse it).
@@ -81,7 +82,7 @@ pub enum LlmError {
     /// A 5xx answer (after retries).
     #[error("the LLM failed: HTTP {status}: {body}")]
     Server {
-        /// Status code.
+        /// The HTTP status, 500 to 599.
         status: u16,
         /// Start of the body.
         body: String,
@@ -89,7 +90,7 @@ pub enum LlmError {
     /// A 4xx answer other than 429: a wrong key, model or URL; not retried.
     #[error("the LLM refused the request: HTTP {status}: {body}")]
     Refused {
-        /// Status code.
+        /// The HTTP status, 400 to 499 but not 429.
         status: u16,
         /// Start of the body.
         body: String,
@@ -353,7 +354,7 @@ impl LlmClient {
         })
     }
 
-    /// The configuration.
+    /// The settings it was built with.
     pub fn config(&self) -> &LlmConfig {
         &self.config
     }

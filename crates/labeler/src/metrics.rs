@@ -23,7 +23,7 @@ pub struct Labelled {
     pub status: &'static str,
 }
 
-/// The labeler's metrics.
+/// The labeler's metrics: LLM requests, labels stored, and the comments still waiting.
 pub struct Metrics {
     /// LLM requests by outcome (each retry counts).
     pub llm_requests: Family<Outcome, Counter>,

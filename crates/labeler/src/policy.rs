@@ -9,11 +9,12 @@ use crate::sample::{ModelView, Sentiment, Source, Status, Verdict};
 /// A confidence threshold per source.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Thresholds {
-    /// For LLM labels.
+    /// Least confidence an LLM label needs to be trained on (default 0.7).
     pub llm: f64,
-    /// For the model's own (pseudo) labels.
+    /// Least confidence the model's own (pseudo) labels need (default 0.9).
     pub pseudo: f64,
-    /// For human corrections.
+    /// Least confidence a human correction needs when a run selects
+    /// (default 0: all count).
     pub human: f64,
 }
 
@@ -88,13 +89,14 @@ impl Judgement {
 /// An accepted sample as selection sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Candidate {
-    /// Its id.
+    /// The sample's id in `training_samples`.
     pub id: i64,
-    /// The label.
+    /// Its label; a neutral one is never selected.
     pub sentiment: Sentiment,
-    /// Who labelled it.
+    /// Who labelled it: sets the confidence it needs, and its rank when
+    /// something must go.
     pub source: Source,
-    /// How sure.
+    /// How sure its labeler was, held against its source's threshold.
     pub confidence: f64,
     /// Whose it is (the comment's author).
     pub shard_key: String,
@@ -102,7 +104,7 @@ pub struct Candidate {
     pub created_at: i64,
 }
 
-/// A run's feedback.
+/// The feedback samples a run takes, and how many were left out and why.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Selection {
     /// Chosen sample ids, ascending.
@@ -112,7 +114,8 @@ pub struct Selection {
 }
 
 impl FeedbackPolicy {
-    /// Checks the settings.
+    /// Checks that every threshold lies in [0, 1] and the class ratio is 0
+    /// or at least 1.
     pub fn validate(&self) -> Result<(), String> {
         let t = self.min_confidence;
         for (name, v) in [
@@ -197,6 +200,9 @@ impl FeedbackPolicy {
             let total = [base[0] + counts[0], base[1] + counts[1]];
             let major = usize::from(total[1] > total[0]);
             let minor = 1 - major;
+            // The ratio is positive and the count small: the product's floor
+            // is a whole number of samples.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
             let allowed_total = (self.max_class_ratio * total[minor] as f64).floor() as u64;
             let allowed = allowed_total.saturating_sub(base[major]);
             if counts[major] > allowed {

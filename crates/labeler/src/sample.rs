@@ -16,7 +16,7 @@ pub enum Sentiment {
 }
 
 impl Sentiment {
-    /// The stored name.
+    /// Its name in the database and in JSON: `positive`, `negative` or `neutral`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Positive => "positive",
@@ -61,7 +61,7 @@ impl Source {
     /// Every source, weakest first.
     pub const ALL: [Source; 3] = [Source::Pseudo, Source::Llm, Source::Human];
 
-    /// The stored name.
+    /// Its name in the database and in JSON: `pseudo`, `llm` or `human`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pseudo => "pseudo",
@@ -94,10 +94,10 @@ pub enum Status {
 }
 
 impl Status {
-    /// Every status.
+    /// Every status, so that counts list each one, even at zero.
     pub const ALL: [Status; 3] = [Status::Accepted, Status::Review, Status::Rejected];
 
-    /// The stored name.
+    /// Its name in the database and in JSON: `accepted`, `review` or `rejected`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Accepted => "accepted",
@@ -120,7 +120,7 @@ impl Status {
 /// A labeler's answer for one text.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Verdict {
-    /// The label.
+    /// The label given; neutral is stored but never trained on.
     pub sentiment: Sentiment,
     /// How sure the labeler is, 0 to 1.
     pub confidence: f64,
@@ -133,14 +133,15 @@ pub struct Verdict {
 /// What the current model predicts for a text.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelView {
-    /// Probability of positive.
+    /// The model's probability that the text is positive, 0 to 1.
     pub p_positive: f64,
     /// The registry version that answered.
     pub version: String,
 }
 
 impl ModelView {
-    /// The predicted label.
+    /// The model's label: positive from a probability of 0.5, else negative
+    /// (never neutral).
     pub fn sentiment(&self) -> Sentiment {
         if self.p_positive >= 0.5 {
             Sentiment::Positive

@@ -39,15 +39,16 @@ pub fn shard_key(author_id: i64) -> String {
 /// A comment waiting for a label.
 #[derive(Debug, Clone)]
 pub struct PendingComment {
-    /// Comment id.
+    /// The comment's id in `comments`; its label state is written back under it.
     pub id: i64,
     /// Its text, unmasked.
     pub body: String,
-    /// Its author.
+    /// The comment's author (`users.id`); all of one author's samples share a shard key.
     pub author_id: i64,
     /// The sentiment shown on it, when a human set it.
     pub human_label: Option<Sentiment>,
-    /// Attempts so far.
+    /// Labelling attempts that failed so far; they lengthen the retry delay, and the
+    /// comment is given up at `max_attempts`.
     pub attempts: u32,
     /// Its `updated_at`: the comment changed (a correction) when this did.
     pub version: i64,
@@ -56,13 +57,14 @@ pub struct PendingComment {
 /// A label to store.
 #[derive(Debug, Clone)]
 pub struct NewSample<'a> {
-    /// The masked text.
+    /// The comment's text with personal data masked, as it is stored and trained on.
     pub text: &'a str,
-    /// Its [`text_hash`].
+    /// Its [`text_hash`], the key that keeps one sample per text.
     pub hash: &'a str,
-    /// The label.
+    /// The label, with the labeler's confidence, topics and reason.
     pub verdict: &'a Verdict,
-    /// Who labelled it.
+    /// Who labelled it: the sample replaces a stored label of a weaker source (and a
+    /// human's replaces a human's).
     pub source: Source,
     /// The labeler: LLM model name, `model:<version>` or `human`.
     pub labeler: &'a str,
@@ -70,18 +72,18 @@ pub struct NewSample<'a> {
     pub model: Option<&'a ModelView>,
     /// Accepted, held or rejected.
     pub status: Status,
-    /// Why not accepted.
+    /// Why it was held for review or rejected; `None` when accepted.
     pub status_reason: Option<&'a str>,
-    /// The comment.
+    /// The comment it came from (`comments.id`), kept with the sample for review.
     pub comment_id: i64,
-    /// Its author.
+    /// The comment's author, from which the sample's shard key is derived.
     pub author_id: i64,
 }
 
 /// What storing a label did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stored {
-    /// A new sample.
+    /// The text had no sample: the new sample's id.
     Inserted(i64),
     /// The text's sample now carries this label.
     Replaced(i64),
@@ -115,9 +117,9 @@ impl CommentState {
 /// A stored sample, as the review API shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct StoredSample {
-    /// Id.
+    /// The sample's id, by which an admin reviews it.
     pub id: i64,
-    /// Masked text.
+    /// The comment's text with personal data masked.
     pub text: String,
     /// `positive`, `negative` or `neutral`.
     pub label: Sentiment,
@@ -127,23 +129,23 @@ pub struct StoredSample {
     pub confidence: f64,
     /// LLM model name, `model:<version>` or `human`.
     pub labeler: String,
-    /// Topics (LLM).
+    /// What the comment is about, in the LLM's keywords (empty for other sources).
     pub topics: Vec<String>,
-    /// Reason (LLM).
+    /// The LLM's one-sentence reason for its label (`None` for other sources).
     pub reason: Option<String>,
     /// The model's label when it was labelled.
     pub model_label: Option<String>,
     /// The model's probability of positive.
     pub model_score: Option<f64>,
-    /// The model version.
+    /// The registry version that gave `model_label` and `model_score`.
     pub model_version: Option<String>,
     /// `accepted`, `review` or `rejected`.
     pub status: Status,
-    /// Why not accepted.
+    /// Why it is held for review or rejected; `None` when accepted.
     pub status_reason: Option<String>,
     /// The comment it came from.
     pub comment_id: Option<i64>,
-    /// Its author.
+    /// The comment's author, when the sample came from a comment.
     pub author_id: Option<i64>,
     /// Which worker shard it trains on.
     pub shard_key: String,
@@ -162,20 +164,20 @@ pub struct StoredSample {
 pub struct Accepted {
     /// As selection sees it.
     pub candidate: Candidate,
-    /// The masked text.
+    /// The masked text the run trains on.
     pub text: String,
 }
 
 /// Counts for the dashboard.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Stats {
-    /// All samples.
+    /// Samples stored, whatever their source, label or status.
     pub total: u64,
-    /// By source.
+    /// Sample counts by source (`pseudo`, `llm`, `human`), every source listed.
     pub by_source: BTreeMap<String, u64>,
-    /// By label.
+    /// Sample counts by label (`positive`, `negative`, `neutral`), every label listed.
     pub by_label: BTreeMap<String, u64>,
-    /// By status.
+    /// Sample counts by status (`accepted`, `review`, `rejected`), every status listed.
     pub by_status: BTreeMap<String, u64>,
     /// Every (source, label, status) with its count.
     pub breakdown: Vec<StatsRow>,
@@ -188,13 +190,13 @@ pub struct Stats {
 /// One (source, label, status) count.
 #[derive(Debug, Clone, Serialize)]
 pub struct StatsRow {
-    /// Source.
+    /// Who labelled them: `pseudo`, `llm` or `human`.
     pub source: String,
-    /// Label.
+    /// Their label: `positive`, `negative` or `neutral`.
     pub label: String,
-    /// Status.
+    /// Their status: `accepted`, `review` or `rejected`.
     pub status: String,
-    /// Count.
+    /// Samples with this source, label and status.
     pub count: u64,
 }
 
@@ -294,12 +296,13 @@ impl SampleStore {
                     Some("human") => label.as_deref().and_then(Sentiment::parse),
                     _ => None,
                 };
+                let attempts = row.try_get::<i64, _>("label_attempts")?.clamp(0, 1000);
                 Ok(PendingComment {
                     id: row.try_get("id")?,
                     body: text(row, "body")?,
                     author_id: row.try_get("author_id")?,
                     human_label,
-                    attempts: row.try_get::<i64, _>("label_attempts")?.clamp(0, 1000) as u32,
+                    attempts: u32::try_from(attempts).unwrap_or(0),
                     version: row.try_get("updated_at")?,
                 })
             })
@@ -312,7 +315,7 @@ impl SampleStore {
             .fetch_one(self.db.read())
             .await?
             .try_get("n")?;
-        Ok(n.max(0) as u64)
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     /// The source of the sample stored for `hash`, if any.
@@ -423,7 +426,7 @@ impl SampleStore {
                 row.try_get("label")?,
                 row.try_get("status")?,
             );
-            let n = row.try_get::<i64, _>("n")?.max(0) as u64;
+            let n = u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0);
             stats.total += n;
             *stats.by_source.entry(source.clone()).or_default() += n;
             *stats.by_label.entry(label.clone()).or_default() += n;
@@ -444,12 +447,12 @@ impl SampleStore {
         for label in [Sentiment::Positive, Sentiment::Negative, Sentiment::Neutral] {
             stats.by_label.entry(label.as_str().into()).or_default();
         }
-        stats.used =
+        let used: i64 =
             sqlx::query("SELECT COUNT(*) AS n FROM training_samples WHERE used_by_run IS NOT NULL")
                 .fetch_one(self.db.read())
                 .await?
-                .try_get::<i64, _>("n")?
-                .max(0) as u64;
+                .try_get("n")?;
+        stats.used = u64::try_from(used).unwrap_or(0);
         let rows =
             sqlx::query("SELECT label_state, COUNT(*) AS n FROM comments GROUP BY label_state")
                 .fetch_all(self.db.read())
@@ -459,7 +462,7 @@ impl SampleStore {
         }
         for row in &rows {
             let state: Option<String> = row.try_get("label_state")?;
-            let n = row.try_get::<i64, _>("n")?.max(0) as u64;
+            let n = u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0);
             *stats
                 .comments
                 .entry(state.unwrap_or_else(|| "pending".into()))
@@ -497,10 +500,10 @@ impl SampleStore {
             .fetch_all(self.db.read())
             .await?;
         let samples = rows.iter().map(sample).collect::<Result<Vec<_>>>()?;
-        Ok((total.max(0) as u64, samples))
+        Ok((u64::try_from(total).unwrap_or(0), samples))
     }
 
-    /// One sample.
+    /// The sample `id` with its review details, or `None` when there is no such sample.
     pub async fn get(&self, id: i64) -> Result<Option<StoredSample>> {
         let sql = format!("SELECT {SAMPLE_COLUMNS} FROM training_samples WHERE id = ?");
         sqlx::query(&sql)

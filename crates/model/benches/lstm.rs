@@ -6,6 +6,9 @@
 //!
 //! `cargo bench -p bloginfer-model --bench lstm`
 
+// A bench fails loudly on a broken setup; unwrapping is how it reports it.
+#![allow(clippy::unwrap_used)]
+
 use std::time::{Duration, Instant};
 
 use bloginfer_model::config::{ModelConfig, TrainConfig};

@@ -32,6 +32,9 @@ impl Batch {
             tokens[row * steps..row * steps + seq.len()].copy_from_slice(seq);
             lengths.push(seq.len().max(1));
         }
+        // Lengths are at most the longest text's token count; u32 is the
+        // index dtype candle uses for them.
+        #[allow(clippy::cast_possible_truncation)]
         let len_u32: Vec<u32> = lengths.iter().map(|&n| n as u32).collect();
         let labels = match labels {
             Some(l) => {

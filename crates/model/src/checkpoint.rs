@@ -35,15 +35,15 @@ pub struct TrainingMetadata {
     pub run_id: Option<String>,
     /// SHA-256 of the training examples.
     pub data_fingerprint: String,
-    /// Training examples.
+    /// Examples the model trained on (over all shards, for a federated run).
     pub train_samples: usize,
-    /// Validation examples.
+    /// Examples in the validation split that `metrics` come from.
     pub val_samples: usize,
     /// Epochs (central) or rounds (federated) run.
     pub epochs: usize,
     /// The epoch or round whose weights were kept.
     pub best_epoch: usize,
-    /// Seed used.
+    /// Seed of initialisation, shuffling and dropout, to repeat the training.
     pub seed: u64,
     /// Validation metrics of the stored weights.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -51,7 +51,8 @@ pub struct TrainingMetadata {
     /// Per-epoch (or per-round) history.
     #[serde(default)]
     pub history: Vec<EpochRecord>,
-    /// Training settings, free-form.
+    /// Training settings as free-form JSON (learning rate, batch size, strategy, ...),
+    /// for people to read.
     #[serde(default)]
     pub settings: serde_json::Value,
     /// When training started (RFC 3339).
@@ -62,7 +63,7 @@ pub struct TrainingMetadata {
 
 /// A model with everything needed to use it.
 pub struct Checkpoint {
-    /// Architecture.
+    /// The architecture the weights fit.
     pub config: ModelConfig,
     /// Vocabulary the embedding rows refer to.
     pub vocab: Vocab,
@@ -85,9 +86,9 @@ impl std::fmt::Debug for Checkpoint {
 /// Metadata of a checkpoint, readable without loading the weights.
 #[derive(Debug, Clone, Serialize)]
 pub struct Header {
-    /// Architecture.
+    /// The architecture the weights fit.
     pub config: ModelConfig,
-    /// Vocabulary size.
+    /// Tokens in the vocabulary, which is also the embedding's row count.
     pub vocab_size: usize,
     /// Provenance and metrics.
     pub metadata: TrainingMetadata,

@@ -148,7 +148,7 @@ impl SentimentModel {
         self
     }
 
-    /// The architecture.
+    /// The architecture it was built with, as its checkpoints store it.
     pub fn config(&self) -> &ModelConfig {
         &self.config
     }
@@ -389,6 +389,9 @@ impl SentimentModel {
 }
 
 /// Row-major indices into `[B * T]` that reverse each row's first `len` steps.
+// Indices into one batch's `[B * T]` tokens, in candle's u32 index dtype; a
+// batch never holds 2^32 tokens.
+#[allow(clippy::cast_possible_truncation)]
 fn reversal_index(lengths: &[usize], steps: usize) -> Vec<u32> {
     let mut idx = Vec::with_capacity(lengths.len() * steps);
     for (row, &len) in lengths.iter().enumerate() {
@@ -407,7 +410,7 @@ fn reversal_index(lengths: &[usize], steps: usize) -> Vec<u32> {
 /// LSTM weights packed for the fused op, per direction.
 #[derive(Debug, Clone)]
 pub struct PackedWeights {
-    /// The forward direction.
+    /// The forward direction's four tensors, flattened into one for the fused op.
     pub forward: Tensor,
     /// The backward direction, when bidirectional.
     pub reverse: Option<Tensor>,
@@ -419,7 +422,7 @@ pub struct PackedWeights {
 /// The folded forward (and reverse) LSTM of a model.
 #[derive(Debug)]
 pub struct FoldedPair {
-    /// The forward direction.
+    /// The forward direction, with the embedding folded into its input projection.
     pub forward: FoldedLstm,
     /// The backward direction, when bidirectional.
     pub reverse: Option<FoldedLstm>,
@@ -449,6 +452,8 @@ fn pool(hs: &Tensor, batch: &Batch, pooling: Pooling, bidirectional: bool) -> Re
             // channels (bidirectional): the state at t = 0, the one that has read
             // the whole text, as PyTorch's h_n holds it.
             let forward = if bidirectional { h / 2 } else { h };
+            // Time steps of one batch, in candle's u32 index dtype.
+            #[allow(clippy::cast_possible_truncation)]
             let idx: Vec<u32> = batch
                 .host_lengths
                 .iter()

@@ -47,13 +47,13 @@ impl FromStr for Pooling {
 pub struct ModelConfig {
     /// Vocabulary size, `<pad>` and `<unk>` included.
     pub vocab_size: usize,
-    /// Embedding width.
+    /// Width of each token's embedding vector (E).
     pub embed_dim: usize,
-    /// LSTM hidden size.
+    /// Width of the LSTM's state (H), per direction.
     pub hidden_dim: usize,
     /// Output classes (2: negative, positive).
     pub num_classes: usize,
-    /// Pooling over time.
+    /// How the states over time become the one vector the output layer reads.
     pub pooling: Pooling,
     /// A second LSTM reads each text backwards; their states are concatenated.
     #[serde(default)]
@@ -170,9 +170,9 @@ impl ModelConfig {
 pub struct TrainConfig {
     /// Maximum passes over the training data.
     pub epochs: usize,
-    /// Examples per batch.
+    /// Examples per training batch (default 64).
     pub batch_size: usize,
-    /// Adam learning rate.
+    /// Adam's learning rate (default 2e-3), the same for every epoch.
     pub learning_rate: f64,
     /// Global gradient-norm clip; 0 disables it.
     pub clip_norm: f64,

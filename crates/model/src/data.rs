@@ -26,9 +26,9 @@ pub enum DataError {
     /// The file could not be read.
     #[error("cannot read {path}")]
     Io {
-        /// The file.
+        /// The path that could not be read.
         path: String,
-        /// The cause.
+        /// The I/O error itself.
         source: std::io::Error,
     },
     /// The first line is not `label<TAB>text`.
@@ -39,7 +39,7 @@ pub enum DataError {
     Row {
         /// 1-based line number.
         line: usize,
-        /// What is wrong.
+        /// What is wrong with the row: no tab, or a label other than 0 and 1.
         reason: String,
     },
     /// The file has a header but no rows.
@@ -134,6 +134,8 @@ pub fn stable_key(seed: u64, text: &str) -> u64 {
 /// for a seed, independent of row order, and a row never changes side when
 /// other rows are added.
 pub fn split(examples: Vec<Example>, fraction: f64, seed: u64) -> (Vec<Example>, Vec<Example>) {
+    // A share of the u64 key space: non-negative, and `as` saturates at the top.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let threshold = (fraction.clamp(0.0, 1.0) * u64::MAX as f64) as u64;
     examples
         .into_iter()

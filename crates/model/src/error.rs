@@ -15,7 +15,7 @@ pub enum ModelError {
     /// A checkpoint file is unreadable, corrupt, foreign or of another version.
     #[error("checkpoint {path}: {reason}")]
     Checkpoint {
-        /// The file.
+        /// The checkpoint's path.
         path: String,
         /// What is wrong with it.
         reason: String,
@@ -28,7 +28,7 @@ pub enum ModelError {
     Io {
         /// What was being done.
         context: String,
-        /// The cause.
+        /// The I/O error itself.
         source: std::io::Error,
     },
 }

@@ -21,7 +21,7 @@ use crate::registry::Registry;
 
 /// A model ready to serve.
 pub struct LoadedModel {
-    /// Registry version.
+    /// The registry version these weights were loaded from.
     pub version: String,
     /// The predictor (weights packed once).
     pub predictor: Predictor,
@@ -32,15 +32,15 @@ pub struct LoadedModel {
 /// What `GET /v1/sentiment/model` shows.
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelInfo {
-    /// Registry version.
+    /// The registry version being served.
     pub version: String,
-    /// Architecture.
+    /// The architecture, as stored with the model.
     pub config: crate::ModelConfig,
     /// Validation metrics recorded at training time.
     pub metrics: Option<crate::Metrics>,
     /// `central` or `federated`.
     pub method: String,
-    /// When training finished.
+    /// When training finished (RFC 3339), from the model's metadata.
     pub trained_at: String,
     /// When this process loaded it (RFC 3339).
     pub loaded_at: String,
@@ -49,7 +49,8 @@ pub struct ModelInfo {
 /// What a reload check did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reload {
-    /// Nothing to do.
+    /// Nothing to load: the wanted version is served already, failed before, or
+    /// there is none yet.
     Unchanged,
     /// A new version is now served.
     Loaded(String),
@@ -77,7 +78,7 @@ impl ModelFollower {
         }
     }
 
-    /// The registry followed.
+    /// The registry whose current version (or a pinned one) is served.
     pub fn registry(&self) -> &Registry {
         &self.registry
     }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 /// Metrics of one class.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClassMetrics {
-    /// Class name.
+    /// The class's name, `negative` or `positive`.
     pub label: String,
     /// Of the texts predicted as this class, the share that are.
     pub precision: f64,
@@ -29,7 +29,7 @@ pub struct Metrics {
     pub per_class: Vec<ClassMetrics>,
     /// `confusion[actual][predicted]` counts.
     pub confusion: Vec<Vec<u64>>,
-    /// Number of examples.
+    /// Examples evaluated: the sum of the confusion matrix.
     pub total: u64,
     /// Mean cross-entropy, when computed.
     #[serde(default, skip_serializing_if = "Option::is_none")]

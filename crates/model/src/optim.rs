@@ -12,16 +12,16 @@ use candle_core::{CpuStorage, InplaceOp2, Layout, Result, Var};
 
 use crate::tensor_data::F32Data;
 
-/// Adam hyper-parameters.
+/// Adam's hyper-parameters and the gradient clip, set once per training.
 #[derive(Debug, Clone, Copy)]
 pub struct AdamConfig {
-    /// Step size.
+    /// Learning rate; [`Adam::set_learning_rate`] changes it between steps.
     pub learning_rate: f64,
-    /// First-moment decay.
+    /// Decay of the running mean of gradients (PyTorch's default 0.9).
     pub beta1: f64,
-    /// Second-moment decay.
+    /// Decay of the running mean of squared gradients (PyTorch's default 0.999).
     pub beta2: f64,
-    /// Denominator guard.
+    /// Added to the second moment's root so that no step divides by zero (1e-8).
     pub eps: f64,
     /// Global gradient-norm clip; 0 disables it.
     pub clip_norm: f64,
@@ -160,6 +160,9 @@ impl Adam {
 
     /// Applies one update from `grads`; returns the gradient norm before clipping.
     /// Variables without a gradient are left alone.
+    // The hyper-parameters and the norm are f64; the kernel runs in f32 like
+    // the parameters, so the narrowing casts are the point.
+    #[allow(clippy::cast_possible_truncation)]
     pub fn step(&mut self, grads: &GradStore) -> Result<f64> {
         let mut sum_sq = 0f64;
         for slot in &self.slots {
@@ -180,7 +183,8 @@ impl Adam {
             1.0
         };
         self.step += 1;
-        let t = self.step as i32;
+        // Past i32::MAX steps beta^t is 0 anyway, as with the cap.
+        let t = i32::try_from(self.step).unwrap_or(i32::MAX);
         let bc1 = 1.0 - c.beta1.powi(t);
         let bc2 = 1.0 - c.beta2.powi(t);
         // PyTorch's update p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps), rearranged so
@@ -231,7 +235,7 @@ mod tests {
         }
         let got = var.as_tensor().to_vec1::<f32>().unwrap();
         for (g, w) in got.iter().zip(p) {
-            assert!((*g as f64 - w).abs() < 1e-5, "{got:?} vs {p:?}");
+            assert!((f64::from(*g) - w).abs() < 1e-5, "{got:?} vs {p:?}");
         }
     }
 

@@ -9,7 +9,7 @@ use crate::data::LABELS;
 use crate::error::Result;
 use crate::train::argmax;
 
-/// One prediction.
+/// The model's answer for one text: its label and both classes' probabilities.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Prediction {
     /// `negative` or `positive`.

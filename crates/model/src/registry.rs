@@ -22,10 +22,12 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .map_err(|e| ModelError::io(format!("writing {}", path.display()), e))
 }
 
-/// One stored version.
+/// One stored version as `models list` shows it: its id, whether it is current, its
+/// size and header.
 #[derive(Debug, Clone, Serialize)]
 pub struct VersionInfo {
-    /// Version id.
+    /// The version id, a UTC timestamp and a hash prefix
+    /// (`20261128T201500123Z-<hash8>`), so ids sort by age.
     pub version: String,
     /// Whether `current` points at it.
     pub current: bool,
@@ -83,7 +85,7 @@ impl Registry {
         Ok(Self { root })
     }
 
-    /// The registry directory.
+    /// The registry directory: `versions/` and the `current` pointer.
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -189,7 +191,7 @@ impl Registry {
         Ok(out)
     }
 
-    /// Loads `version`.
+    /// Loads `version`, checking its content hash; an unknown version is an error.
     pub fn load(&self, version: &str) -> Result<Checkpoint> {
         let path = self.path_of(version)?;
         if !path.is_file() {

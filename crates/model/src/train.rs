@@ -24,7 +24,7 @@ use crate::optim::{Adam, AdamConfig};
 pub struct Encoded {
     /// Token ids, truncated to the model's maximum length.
     pub ids: Vec<u32>,
-    /// The label.
+    /// The class: 0 negative, 1 positive.
     pub label: u32,
 }
 
@@ -44,7 +44,7 @@ pub fn build_vocab(
     builder.build(min_count, max_size)
 }
 
-/// Encodes labelled examples.
+/// Encodes labelled examples for training or evaluation, keeping their labels.
 pub fn encode_all(encoder: &Encoder, examples: &[Example]) -> Vec<Encoded> {
     examples
         .iter()
@@ -78,19 +78,19 @@ pub fn bucketed_batches(lengths: &[usize], batch_size: usize, rng: &mut StdRng) 
 pub struct EpochRecord {
     /// 1-based epoch.
     pub epoch: usize,
-    /// Mean training loss.
+    /// Mean training loss over the epoch's batches.
     #[serde(deserialize_with = "nan_if_null")]
     pub train_loss: f64,
-    /// Validation loss.
+    /// Mean loss on the validation split after the epoch.
     #[serde(deserialize_with = "nan_if_null")]
     pub val_loss: f64,
-    /// Validation accuracy.
+    /// Accuracy on the validation split after the epoch.
     #[serde(deserialize_with = "nan_if_null")]
     pub val_accuracy: f64,
-    /// Validation macro-F1.
+    /// Macro-F1 (both classes' F1, averaged) on the validation split after the epoch.
     #[serde(deserialize_with = "nan_if_null")]
     pub val_macro_f1: f64,
-    /// Training throughput.
+    /// Training examples per second in the epoch's training part.
     #[serde(deserialize_with = "nan_if_null")]
     pub samples_per_sec: f64,
     /// Wall time of the epoch's training part.
@@ -279,7 +279,8 @@ pub(crate) fn argmax(p: &[f32]) -> u32 {
             best = i;
         }
     }
-    best as u32
+    // p holds one probability per class: a handful, never 2^32.
+    u32::try_from(best).unwrap_or(u32::MAX)
 }
 
 /// What [`fit`] produced.

@@ -3,7 +3,7 @@
 /// A failure of the orchestrator.
 #[derive(Debug, thiserror::Error)]
 pub enum OrchestratorError {
-    /// The database failed.
+    /// A query or transaction failed, or the database could not be reached.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     /// The model registry or a model failed.
@@ -26,7 +26,7 @@ pub enum OrchestratorError {
     Io {
         /// What was being done.
         context: String,
-        /// Why it failed.
+        /// The I/O error itself.
         source: std::io::Error,
     },
     /// Stored data is not what it should be.

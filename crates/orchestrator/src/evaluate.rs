@@ -12,11 +12,12 @@ use crate::error::Result;
 /// The outcome of judging a candidate.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verdict {
-    /// The candidate's metrics.
+    /// The candidate's metrics on the fixed evaluation split.
     pub candidate: Metrics,
     /// The model current when judged, and its metrics on the same split.
     pub previous: Option<(String, Metrics)>,
-    /// Whether to promote.
+    /// Whether the candidate should become current (it is not worse than the previous
+    /// model by more than the margin).
     pub promote: bool,
     /// Why, in one sentence.
     pub reason: String,

@@ -142,7 +142,8 @@ pub struct Inner {
     tasks: OnceLock<Supervisor>,
 }
 
-/// The training daemon.
+/// The training daemon: starts runs one at a time, follows them, and judges
+/// and promotes their models.
 #[derive(Clone)]
 pub struct Orchestrator {
     inner: Arc<Inner>,
@@ -157,18 +158,19 @@ pub const FIRST_MODEL: &str = "bloginfer up (first model)";
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainingRequest {
-    /// Workers.
+    /// Workers to train on, from 1 to the configured maximum (default: the
+    /// configured count).
     pub workers: Option<u32>,
-    /// Rounds.
+    /// Rounds to run, from 1 to the configured maximum (default: the configured count).
     pub rounds: Option<u32>,
-    /// Strategy.
+    /// A federated strategy's name, e.g. `fedavg` (default: the configured one).
     pub strategy: Option<String>,
 }
 
 /// Why a run was not started.
 #[derive(Debug, thiserror::Error)]
 pub enum TriggerError {
-    /// One is running.
+    /// Another run is still active (its id); one runs at a time.
     #[error("run {0} is still active")]
     Active(String),
     /// Too soon after the last start.
@@ -177,12 +179,12 @@ pub enum TriggerError {
     /// A request field is unusable.
     #[error("{field}: {message}")]
     Invalid {
-        /// The field.
+        /// The request field at fault (`workers`, `rounds` or `strategy`).
         field: &'static str,
-        /// What is wrong.
+        /// What is wrong with its value, for the caller.
         message: String,
     },
-    /// The store failed.
+    /// Reading or writing the runs table failed.
     #[error(transparent)]
     Failed(#[from] OrchestratorError),
 }
@@ -190,13 +192,13 @@ pub enum TriggerError {
 /// Why a run was not cancelled.
 #[derive(Debug, thiserror::Error)]
 pub enum CancelError {
-    /// No such run.
+    /// No run has this id.
     #[error("no run {0}")]
     NotFound(String),
     /// It is over already.
     #[error("run {0} is over already")]
     Finished(String),
-    /// The store failed.
+    /// Reading or writing the runs table failed.
     #[error(transparent)]
     Failed(#[from] OrchestratorError),
 }
@@ -381,12 +383,12 @@ impl Orchestrator {
         store::recent(&self.inner.db, limit).await
     }
 
-    /// The run `id`.
+    /// The run `id`, or `None` when there is no such run.
     pub async fn run(&self, id: &str) -> Result<Option<Run>> {
         store::get(&self.inner.db, id).await
     }
 
-    /// The model registry.
+    /// The model registry its runs store candidates in and promote within.
     pub fn registry(&self) -> &Registry {
         &self.inner.registry
     }

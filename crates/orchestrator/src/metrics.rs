@@ -10,14 +10,14 @@ use prometheus_client::registry::Registry;
 /// retention deleted.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Kind {
-    /// Its value.
+    /// The label's value: a run status, a decision, or what retention deleted.
     pub kind: String,
 }
 
 /// The orchestrator's own metrics (request counts and latency are the chassis's).
 #[derive(Default)]
 pub struct Metrics {
-    /// Runs started.
+    /// Training runs started, whoever asked for them.
     pub runs_started: Counter,
     /// Runs ended, by status.
     pub runs_finished: Family<Kind, Counter>,

@@ -14,13 +14,14 @@ use crate::error::{OrchestratorError, Result};
 /// What one pass deleted.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Cleaned {
-    /// Model versions.
+    /// Model versions deleted from the registry.
     pub versions: Vec<String>,
     /// Run directories (by run id).
     pub run_dirs: Vec<String>,
 }
 
-/// One retention pass.
+/// One retention pass: keeps the newest `keep` model versions (and the protected ones),
+/// and deletes run directories older than `max_age` unless their run is active.
 pub fn clean(
     registry: &Registry,
     keep: usize,

@@ -257,7 +257,8 @@ fn absorb_status(run: &mut Run, status: &RunStatus) -> bool {
             seconds: r.seconds,
         })
         .collect();
-    let done = status.history.iter().filter(|r| r.round > 0).count() as u32;
+    let done = status.history.iter().filter(|r| r.round > 0).count();
+    let done = u32::try_from(done).unwrap_or(u32::MAX);
     let changed = metrics != run.round_metrics || done != run.rounds_done;
     run.round_metrics = metrics;
     run.rounds_done = done;

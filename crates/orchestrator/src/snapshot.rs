@@ -41,28 +41,28 @@ pub struct Inputs<'a> {
     pub corpus: &'a [Example],
     /// The fixed evaluation split.
     pub evaluation: &'a [Example],
-    /// Accepted feedback samples.
+    /// The feedback samples selected for this run.
     pub feedback: &'a [FeedbackSample],
     /// Architecture (its vocabulary size is an upper bound).
     pub model: &'a ModelConfig,
     /// Minimum token count for the vocabulary.
     pub min_count: u64,
-    /// Shard count.
+    /// Workers, one shard each; an author's samples stay in one shard.
     pub workers: usize,
     /// Seed of the shard assignment.
     pub seed: u64,
 }
 
-/// What [`write`] produced.
+/// What [`write()`] produced.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
-    /// The run directory.
+    /// The run directory written, ready for a launcher.
     pub dir: PathBuf,
-    /// Examples per worker.
+    /// Examples in each worker's shard, as the run records them.
     pub worker_samples: Vec<WorkerSamples>,
     /// The workers as the run's description lists them.
     pub workers: Vec<WorkerSpec>,
-    /// All training examples.
+    /// Training examples over all shards, corpus and feedback together.
     pub train_samples: u64,
     /// Of them, feedback samples.
     pub feedback_samples: u64,
@@ -141,7 +141,7 @@ mod tests {
         (0..n)
             .map(|i| Example {
                 text: format!("第{i}条评论，很好"),
-                label: (i % 2) as u32,
+                label: u32::try_from(i % 2).unwrap(),
             })
             .collect()
     }
@@ -158,7 +158,7 @@ mod tests {
             .map(|i| FeedbackSample {
                 id: i,
                 text: format!("反馈{i}"),
-                label: (i % 2) as u32,
+                label: u32::try_from(i % 2).unwrap(),
                 shard_key: format!("author-{}", i % 3),
             })
             .chain(std::iter::once(FeedbackSample {

@@ -26,7 +26,8 @@ pub enum Status {
 }
 
 impl Status {
-    /// The stored name.
+    /// Its name in the database and the API: `pending`, `running`, `succeeded`,
+    /// `failed` or `cancelled`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
@@ -59,7 +60,7 @@ impl Status {
 pub struct RoundMetric {
     /// 1-based round (0: the initial weights).
     pub round: u32,
-    /// Updates aggregated.
+    /// Updates that went into the round's aggregate.
     pub clients: usize,
     /// Sample-weighted mean local training loss.
     pub train_loss: Option<f64>,
@@ -87,7 +88,7 @@ pub struct WorkerSamples {
 pub struct Run {
     /// Run id (also the Kubernetes label value and the run directory's name).
     pub id: String,
-    /// Where it stands.
+    /// Where it stands: waiting, running, or how it ended.
     pub status: Status,
     /// Finer step: `queued`, `snapshot`, `training`, `evaluating`, `promoting`,
     /// `promoted`, `rejected`, `failed`, `cancelled`.
@@ -98,17 +99,17 @@ pub struct Run {
     pub created_at: i64,
     /// When training data was snapshotted.
     pub started_at: Option<i64>,
-    /// When it ended.
+    /// When it succeeded, failed or was cancelled (ms since the epoch).
     pub finished_at: Option<i64>,
     /// `local` or `kubernetes`.
     pub launcher: String,
-    /// Federated strategy.
+    /// The federated strategy it trains with (`fedavg`, `fedprox`, ...).
     pub strategy: String,
-    /// Worker count.
+    /// Workers it trains on, one data shard each.
     pub workers: u32,
     /// Rounds asked for.
     pub rounds: u32,
-    /// Rounds finished.
+    /// Rounds aggregated so far, as the aggregator's status reports them.
     pub rounds_done: u32,
     /// Training examples over all shards.
     pub train_samples: u64,
@@ -130,7 +131,8 @@ pub struct Run {
     pub decision: Option<String>,
     /// Why it failed.
     pub error: Option<String>,
-    /// Per-round metrics.
+    /// One entry per finished round (round 0: the initial weights), for the
+    /// dashboard's charts.
     pub round_metrics: Vec<RoundMetric>,
     /// Examples per worker shard.
     pub worker_samples: Vec<WorkerSamples>,
@@ -216,8 +218,8 @@ fn read(row: &AnyRow) -> Result<Run> {
         workers: u32_of(row, "workers")?,
         rounds: u32_of(row, "rounds")?,
         rounds_done: u32_of(row, "rounds_done")?,
-        train_samples: row.try_get::<i64, _>("train_samples")?.max(0) as u64,
-        feedback_samples: row.try_get::<i64, _>("feedback_samples")?.max(0) as u64,
+        train_samples: u64::try_from(row.try_get::<i64, _>("train_samples")?).unwrap_or(0),
+        feedback_samples: u64::try_from(row.try_get::<i64, _>("feedback_samples")?).unwrap_or(0),
         data_fingerprint: row.try_get("data_fingerprint")?,
         candidate_version: row.try_get("candidate_version")?,
         previous_version: row.try_get("previous_version")?,
@@ -255,8 +257,8 @@ pub async fn insert(db: &Db, run: &Run) -> Result<()> {
     .bind(i64::from(run.workers))
     .bind(i64::from(run.rounds))
     .bind(i64::from(run.rounds_done))
-    .bind(run.train_samples as i64)
-    .bind(run.feedback_samples as i64)
+    .bind(i64::try_from(run.train_samples).unwrap_or(i64::MAX))
+    .bind(i64::try_from(run.feedback_samples).unwrap_or(i64::MAX))
     .bind(&run.data_fingerprint)
     .bind(&run.candidate_version)
     .bind(&run.previous_version)
@@ -287,8 +289,8 @@ pub async fn save(db: &Db, run: &Run) -> Result<()> {
     .bind(run.started_at)
     .bind(run.finished_at)
     .bind(i64::from(run.rounds_done))
-    .bind(run.train_samples as i64)
-    .bind(run.feedback_samples as i64)
+    .bind(i64::try_from(run.train_samples).unwrap_or(i64::MAX))
+    .bind(i64::try_from(run.feedback_samples).unwrap_or(i64::MAX))
     .bind(&run.data_fingerprint)
     .bind(&run.candidate_version)
     .bind(&run.previous_version)
@@ -306,7 +308,7 @@ pub async fn save(db: &Db, run: &Run) -> Result<()> {
     Ok(())
 }
 
-/// The run `id`.
+/// The run `id`, or `None` when there is no such run.
 pub async fn get(db: &Db, id: &str) -> Result<Option<Run>> {
     let row = sqlx::query(&format!("SELECT {COLUMNS} FROM training_runs WHERE id = ?"))
         .bind(id)

@@ -34,7 +34,7 @@ pub struct ServiceError {
 /// The body's shape, shared with clients that parse it (the federated worker).
 #[derive(Debug, Serialize, serde::Deserialize)]
 pub struct ErrorEnvelope {
-    /// The error.
+    /// The error's code and message, under the one key `error`.
     pub error: ErrorDetail,
 }
 
@@ -43,7 +43,7 @@ pub struct ErrorEnvelope {
 pub struct ErrorDetail {
     /// Stable, machine-readable (`not_found`, `overloaded`, ...).
     pub code: String,
-    /// For people.
+    /// A sentence for people; clients act on `code`, not on this.
     pub message: String,
 }
 
@@ -138,12 +138,12 @@ impl ServiceError {
         self
     }
 
-    /// The status.
+    /// The HTTP status the response gets.
     pub fn status(&self) -> StatusCode {
         self.status
     }
 
-    /// The machine-readable code.
+    /// The machine-readable code the body carries, e.g. `not_found`.
     pub fn code(&self) -> &str {
         &self.code
     }

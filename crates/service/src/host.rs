@@ -30,14 +30,14 @@ use crate::BoxFuture;
 /// Whether a service can take traffic, and what it wants operators to see.
 #[derive(Debug, Clone)]
 pub struct Readiness {
-    /// Ready for traffic.
+    /// Whether the service takes traffic; `/readyz` answers 503 while any is not.
     pub ready: bool,
     /// Details shown in `/readyz` (the model version, why not ready, ...).
     pub detail: Map<String, Value>,
 }
 
 impl Readiness {
-    /// Ready.
+    /// Ready for traffic, with no details.
     pub fn ready() -> Self {
         Self {
             ready: true,
@@ -55,7 +55,7 @@ impl Readiness {
         }
     }
 
-    /// Adds a detail.
+    /// Adds `key` to the details `/readyz` shows.
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
         self.detail.insert(key.to_string(), value.into());
         self
@@ -214,7 +214,8 @@ impl HostHandle {
             .await;
     }
 
-    /// The supervisor.
+    /// The supervisor of the mounted services' background tasks, to spawn
+    /// more or read their states.
     pub fn tasks(&self) -> &Supervisor {
         &self.tasks
     }

@@ -57,15 +57,15 @@ pub enum ServeError {
     Bind {
         /// The address asked for.
         addr: SocketAddr,
-        /// Why.
+        /// The OS error: in use, not permitted, not a local address, ...
         source: std::io::Error,
     },
     /// The address file could not be written.
     #[error("cannot write the address file {}: {source}", path.display())]
     AddrFile {
-        /// The file.
+        /// The address file it was asked to write.
         path: PathBuf,
-        /// Why.
+        /// The I/O error itself.
         source: std::io::Error,
     },
 }
@@ -109,7 +109,7 @@ impl Server {
         Ok(Self { addr, token, task })
     }
 
-    /// The bound address.
+    /// The address it listens on, with the real port when port 0 was asked for.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }

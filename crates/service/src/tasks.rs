@@ -22,7 +22,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "state")]
 pub enum TaskState {
-    /// Running.
+    /// Running (a loop sleeping between passes counts as running).
     Running,
     /// It panicked and restarts after a delay.
     Restarting {
@@ -51,7 +51,7 @@ pub struct TaskReport {
     pub critical: bool,
     /// Restarts after panics so far.
     pub restarts: u32,
-    /// Its state.
+    /// Where it is: running, restarting, finished, failed or stopped.
     #[serde(flatten)]
     pub state: TaskState,
 }
@@ -221,7 +221,7 @@ impl Supervisor {
         });
     }
 
-    /// Every task's state.
+    /// Every task's state, oldest first, as `/readyz` lists them.
     pub fn report(&self) -> Vec<TaskReport> {
         lock(&self.inner.entries)
             .iter()

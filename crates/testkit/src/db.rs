@@ -57,8 +57,9 @@ pub fn unique() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    (nanos % 1_000_000_007) * 100 + NEXT.fetch_add(1, Ordering::Relaxed) % 100
+        .map_or(0, |d| d.as_nanos() % 1_000_000_007);
+    // Below 2^30 after the modulus, so the conversion never falls back.
+    u64::try_from(nanos).unwrap_or(0) * 100 + NEXT.fetch_add(1, Ordering::Relaxed) % 100
 }
 
 /// Runs `async fn suite(db: &TestDb)` on SQLite and on MariaDB, as two tests

@@ -47,9 +47,9 @@ pub enum Behaviour {
 pub struct Seen {
     /// When it arrived.
     pub at: Instant,
-    /// The `Authorization` header.
+    /// The `Authorization` header, if any, to check the API key a client sent.
     pub authorization: Option<String>,
-    /// The JSON body.
+    /// The request's JSON body, from which [`Seen::comments`] reads what was asked.
     pub body: Value,
 }
 

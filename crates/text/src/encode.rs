@@ -33,7 +33,7 @@ impl Encoder {
         &self.vocab
     }
 
-    /// The truncation length.
+    /// The most tokens an encoding keeps: the first `max_len` of each text.
     pub fn max_len(&self) -> usize {
         self.max_len
     }

@@ -11,7 +11,7 @@ use crate::normalize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Granularity {
-    /// jieba words.
+    /// Words as jieba segments the text (the default).
     #[default]
     Word,
     /// Single Chinese characters (other words stay whole).

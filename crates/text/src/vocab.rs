@@ -22,6 +22,9 @@ pub enum VocabError {
     /// A token occurs twice, so ids would be ambiguous.
     #[error("vocabulary lists token {0:?} more than once")]
     DuplicateToken(String),
+    /// More tokens than u32 ids can number.
+    #[error("vocabulary of {0} tokens has more than u32 ids")]
+    TooLarge(usize),
 }
 
 /// A fixed mapping from tokens to ids; id order is the order of [`Vocab::tokens`].
@@ -41,7 +44,8 @@ impl Vocab {
         }
         let mut index = HashMap::with_capacity(tokens.len());
         for (id, token) in tokens.iter().enumerate() {
-            if index.insert(token.clone(), id as u32).is_some() {
+            let id = u32::try_from(id).map_err(|_| VocabError::TooLarge(tokens.len()))?;
+            if index.insert(token.clone(), id).is_some() {
                 return Err(VocabError::DuplicateToken(token.clone()));
             }
         }

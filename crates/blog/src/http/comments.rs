@@ -40,7 +40,8 @@ struct Correction {
     label: String,
 }
 
-/// A comment's sentiment.
+/// A comment's sentiment chip as the API shows it: label, score, model
+/// version and who set it.
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Sentiment {

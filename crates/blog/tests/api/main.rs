@@ -4,6 +4,9 @@
 //! fresh database per test, dropped afterwards); Redis tests use the local
 //! Redis or a private `redis-server`.
 
+// Helpers may unwrap too (clippy.toml allows it only in #[test] fns): a panic fails the test.
+#![allow(clippy::unwrap_used)]
+
 mod articles;
 mod comments;
 mod host;

@@ -14,7 +14,7 @@ use clap::Args;
 /// How many rounds, and which strategy (`fl run`; the orchestrator takes them per request).
 #[derive(Args, Clone)]
 pub struct RunArgs {
-    /// Rounds to run.
+    /// Rounds to aggregate before the run ends.
     #[arg(long, env = "FL_ROUNDS", default_value_t = 10)]
     pub rounds: u32,
     /// fedavg, fedsgd, fedprox, fedavgm or fedadam.

@@ -55,13 +55,13 @@ pub struct TrainingArgs {
 
 /// Where the orchestrator keeps things and who may use it: what its host decides.
 pub struct Placement<'a> {
-    /// The model registry.
+    /// The model registry runs publish candidates to and promote within.
     pub models_dir: &'a Path,
     /// Where run directories go.
     pub runs_dir: &'a Path,
     /// Workers and rounds of a run unless the request says otherwise.
     pub workers: u32,
-    /// See `workers`.
+    /// Rounds of a run unless the request says otherwise.
     pub rounds: u32,
     /// Threads for evaluating candidates.
     pub threads: usize,
@@ -70,7 +70,8 @@ pub struct Placement<'a> {
 }
 
 impl TrainingArgs {
-    /// The orchestrator's configuration.
+    /// The orchestrator's configuration from these flags and `at`; refuses intervals
+    /// too short to be meant.
     pub fn config(&self, at: Placement<'_>) -> Result<OrchestratorConfig> {
         anyhow::ensure!(
             self.train_poll_interval >= Duration::from_millis(10),

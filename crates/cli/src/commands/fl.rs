@@ -18,7 +18,7 @@ use crate::args::model::ModelArgs;
 use crate::args::run::{RunArgs, TuningArgs};
 use crate::progress::RoundBar;
 
-/// `bloginfer fl ...`
+/// The subcommands of `bloginfer fl`.
 #[derive(Subcommand)]
 pub enum FlCommand {
     /// Run a federated training locally: aggregator and workers as child processes.

@@ -6,28 +6,28 @@ use anyhow::Result;
 use bloginfer_model::registry::Registry;
 use clap::Subcommand;
 
-/// Registry subcommands.
+/// What `bloginfer models` does to the registry: list, show, promote or prune versions.
 #[derive(Subcommand)]
 pub enum ModelsCommand {
     /// List versions, oldest first; `*` marks the current one.
     List {
-        /// Print JSON.
+        /// Print the versions with their metadata as one JSON array instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Show one version's config, metrics and training metadata as JSON.
     Show {
-        /// Version id.
+        /// The version to show, as `models list` prints it.
         version: String,
     },
     /// Make a version current (an older one rolls back).
     Promote {
-        /// Version id.
+        /// The version to make current, as `models list` prints it.
         version: String,
     },
     /// Delete all but the newest K versions; the current one is always kept.
     Prune {
-        /// Versions to keep.
+        /// How many of the newest versions to keep.
         #[arg(long)]
         keep: usize,
     },

@@ -16,7 +16,7 @@ pub struct PredictArgs {
     /// Print JSON lines instead of a table.
     #[arg(long)]
     json: bool,
-    /// Texts to classify.
+    /// Texts to label, one argument each.
     #[arg(required = true)]
     texts: Vec<String>,
 }

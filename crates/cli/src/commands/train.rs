@@ -26,10 +26,10 @@ pub struct TrainArgs {
     /// Seed for initialisation, shuffling and dropout.
     #[arg(long, default_value_t = TrainConfig::default().seed)]
     seed: u64,
-    /// Examples per batch.
+    /// Examples per training batch.
     #[arg(long, default_value_t = TrainConfig::default().batch_size)]
     batch_size: usize,
-    /// Adam learning rate.
+    /// Adam's learning rate, the same for every epoch.
     #[arg(long, default_value_t = TrainConfig::default().learning_rate)]
     lr: f64,
     /// Epochs without improvement before stopping (0: never stop early).

@@ -377,7 +377,7 @@ fn a_killed_aggregator_resumes_without_redoing_finished_rounds() {
         "every round exactly once"
     );
     for record in &before {
-        let round = record["round"].as_u64().expect("round") as usize;
+        let round = usize::try_from(record["round"].as_u64().expect("round")).unwrap();
         assert_eq!(
             &after[round], record,
             "round {round} was redone after the restart"

@@ -18,7 +18,7 @@ impl Proc {
     pub fn terminate(mut self) -> std::process::ExitStatus {
         // SAFETY: kill only sends a signal to our own child.
         unsafe {
-            libc::kill(self.0.id() as i32, libc::SIGTERM);
+            libc::kill(libc::pid_t::try_from(self.0.id()).unwrap(), libc::SIGTERM);
         }
         self.0.wait().expect("wait for the child")
     }

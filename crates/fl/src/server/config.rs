@@ -17,7 +17,7 @@ use crate::spec::{read_json, ModelSource, RunDir, RunSpec};
 pub struct HostSettings {
     /// The model registry the final model goes to (`None`: keep it only in the state).
     pub models_dir: Option<PathBuf>,
-    /// Threads for evaluation.
+    /// Threads for the server-side evaluation after each round.
     pub threads: usize,
     /// Largest accepted request body.
     pub max_body_bytes: usize,

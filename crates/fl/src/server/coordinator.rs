@@ -36,12 +36,12 @@ pub struct RoundRules {
     pub seed: u64,
 }
 
-/// A registered worker.
+/// What the aggregator knows of a registered worker.
 #[derive(Debug, Clone)]
 pub struct ClientInfo {
     /// Samples in its shard.
     pub samples: u64,
-    /// Last request.
+    /// When it last sent a request; it is available while this is within the lease.
     pub last_seen: Instant,
     /// It has been told the run is over.
     pub told_finished: bool,
@@ -50,9 +50,9 @@ pub struct ClientInfo {
 /// An accepted update waiting for aggregation.
 #[derive(Debug, Clone)]
 pub struct Received {
-    /// Its header.
+    /// What the worker sent with it: run, round, worker id, samples, loss, timings.
     pub header: UpdateHeader,
-    /// The dense pseudo-gradient.
+    /// The update decoded to dense parameters: the worker's pseudo-gradient.
     pub update: ParamSet,
     /// Body size on the wire.
     pub bytes: usize,
@@ -67,31 +67,31 @@ pub enum Phase {
     Collecting {
         /// Workers asked to train.
         selected: BTreeSet<String>,
-        /// Updates received.
+        /// Accepted updates by worker id, waiting for the round to close.
         updates: BTreeMap<String, Received>,
         /// Selected workers whose update was refused (they are done for the round).
         refused: BTreeSet<String>,
         /// When to stop waiting.
         deadline: Instant,
     },
-    /// Aggregation is running.
+    /// The round closed; its updates are being combined and the new weights evaluated.
     Aggregating,
     /// The final model is being written.
     Finalizing,
-    /// Done.
+    /// The final model is written; workers are told the run is over.
     Finished,
-    /// Failed for good.
+    /// The run failed for good (see [`Coordinator::error`]); no more rounds start.
     Failed,
 }
 
 /// Why an update was refused: HTTP status, code, message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Refusal {
-    /// HTTP status.
+    /// The HTTP status the worker gets (409: the update conflicts with the round).
     pub status: u16,
     /// Machine-readable code (also the metrics label).
     pub code: &'static str,
-    /// Explanation.
+    /// What was wrong, for the worker's log and the aggregator's.
     pub message: String,
 }
 
@@ -107,27 +107,27 @@ impl Refusal {
 
 /// The whole mutable state of a run.
 pub struct Coordinator {
-    /// Round rules.
+    /// How many rounds, how many workers, and when a round starts and ends.
     pub rules: RoundRules,
-    /// Run id.
+    /// The run's id; updates and saved state of another run are refused.
     pub run_id: String,
-    /// Current (1-based) round.
+    /// The round in progress (1-based); past `rules.rounds` once the last one is done.
     pub round: u32,
-    /// Phase.
+    /// Where the run stands; decides what workers are told to do.
     pub phase: Phase,
     /// Global weights at the start of the current round.
     pub global: Arc<ParamSet>,
     /// Those weights encoded for download.
     pub weights_body: axum::body::Bytes,
-    /// Server optimiser.
+    /// The server optimiser and its state, which move the global weights each round.
     pub server: ServerState,
-    /// Finished rounds.
+    /// A record of every finished round (round 0: the initial weights, evaluated only).
     pub history: Vec<RoundRecord>,
-    /// Workers by id.
+    /// Every worker that registered, by id, with its shard size and last contact.
     pub clients: BTreeMap<String, ClientInfo>,
-    /// Final registry version.
+    /// The registry version the final model was stored as, once the run finished.
     pub version: Option<String>,
-    /// Fatal error.
+    /// Why the run failed, once it did; shown in its status.
     pub error: Option<String>,
     /// Attempt of the current round.
     pub attempt: u32,
@@ -297,6 +297,9 @@ impl Coordinator {
                 if available.len() < self.rules.min_available.max(self.rules.min_clients).max(1) {
                     return None;
                 }
+                // fraction is in (0, 1], so the rounded-up share of the
+                // available workers is a non-negative count no larger than it.
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
                 let wanted = ((self.rules.fraction * available.len() as f64).ceil() as usize)
                     .max(self.rules.min_clients)
                     .clamp(1, available.len());

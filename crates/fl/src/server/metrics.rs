@@ -17,21 +17,21 @@ pub struct Reason {
 
 /// The aggregator's own metrics (request counts and latency are the chassis's).
 pub struct Metrics {
-    /// Round now running.
+    /// `round`: the round now running (1-based).
     pub round: Gauge,
-    /// Rounds aggregated.
+    /// `rounds_completed`: rounds aggregated and evaluated so far.
     pub rounds_completed: Counter,
-    /// Updates averaged in.
+    /// `updates_accepted`: client updates taken for their round's aggregate.
     pub updates_accepted: Counter,
     /// Updates refused, by reason.
     pub updates_rejected: Family<Reason, Counter>,
-    /// Workers seen recently.
+    /// `clients_available`: workers heard from within their availability lease.
     pub clients_available: Gauge,
     /// Update body bytes received.
     pub upload_bytes: Counter,
     /// Weight body bytes sent.
     pub download_bytes: Counter,
-    /// Round wall time.
+    /// `round_seconds`: from selecting clients to the new global weights, per round.
     pub round_seconds: Histogram,
     /// Validation accuracy after the last round.
     pub validation_accuracy: Gauge<f64, AtomicU64>,

@@ -46,17 +46,17 @@ pub struct AggregatorConfig {
     pub token: SecretString,
     /// Architecture (its `vocab_size` must match `vocab`).
     pub model: ModelConfig,
-    /// Shared vocabulary.
+    /// The vocabulary every worker encodes with, sent when it registers.
     pub vocab: Vocab,
     /// Starting weights; `None` initialises from `local.seed`.
     pub initial: Option<ParamSet>,
     /// Standard deviation of initial embeddings.
     pub embed_init_std: f32,
-    /// Strategy.
+    /// What workers do locally, how their updates combine, and the server optimiser.
     pub strategy: Strategy,
     /// Local-training settings sent to workers.
     pub local: LocalSettings,
-    /// Round rules.
+    /// How many rounds, how many workers, and when a round starts and ends.
     pub rules: RoundRules,
     /// Updates with a larger L2 norm are refused (0: no bound).
     pub max_update_norm: f64,
@@ -74,7 +74,7 @@ pub struct AggregatorConfig {
     pub linger: Duration,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
-    /// Threads for evaluation.
+    /// Threads for the server-side evaluation after each round.
     pub threads: usize,
     /// Data fingerprint to record in the model's metadata, when known.
     pub data_fingerprint: Option<String>,
@@ -88,11 +88,11 @@ pub struct AggregatorConfig {
 
 /// Shared by handlers and the driver.
 pub struct Shared {
-    /// The run's configuration.
+    /// The configuration the aggregator was started with.
     pub config: AggregatorConfig,
     coordinator: Mutex<Coordinator>,
     changed: watch::Sender<u64>,
-    /// Prometheus metrics.
+    /// The aggregator's metrics, served by the host under `bloginfer_fl_`.
     pub metrics: metrics::Metrics,
     validation: Vec<Encoded>,
     started_at: String,
@@ -460,7 +460,8 @@ fn finalize(shared: &Shared) -> Result<Option<String>> {
         method: "federated".into(),
         run_id: Some(cfg.run_id.clone()),
         data_fingerprint: cfg.data_fingerprint.clone().unwrap_or_default(),
-        train_samples: clients.values().map(|c| c.samples as usize).sum(),
+        train_samples: usize::try_from(clients.values().map(|c| c.samples).sum::<u64>())
+            .unwrap_or(usize::MAX),
         val_samples: cfg.validation.len(),
         epochs: rounds.len(),
         best_epoch: rounds.len(),
@@ -557,7 +558,7 @@ async fn drive(shared: Arc<Shared>, token: CancellationToken, host: Supervisor) 
             shared
                 .metrics
                 .clients_available
-                .set(c.available(now).len() as i64);
+                .set(i64::try_from(c.available(now).len()).unwrap_or(i64::MAX));
             let was_collecting = matches!(c.phase, Phase::Collecting { .. });
             let ready = c.tick(now);
             if !was_collecting && matches!(c.phase, Phase::Collecting { .. }) {

@@ -23,11 +23,11 @@ pub struct StateHeader {
     pub run_id: String,
     /// Last finished round (0: only the initial weights exist).
     pub completed_round: u32,
-    /// Finished rounds.
+    /// Records of the finished rounds, which a resumed run's status keeps.
     pub history: Vec<RoundRecord>,
-    /// Server optimiser settings.
+    /// The server optimiser's settings; its buffers are stored as tensors.
     pub optimizer: ServerOptimizer,
-    /// Server optimiser steps.
+    /// Steps the server optimiser has taken (Adam's bias correction depends on them).
     pub optimizer_step: u64,
     /// Registered workers and their sample counts.
     pub clients: BTreeMap<String, u64>,
@@ -35,13 +35,13 @@ pub struct StateHeader {
     pub version: Option<String>,
 }
 
-/// Everything persisted.
+/// The aggregator's state as read back from the state file, to resume a run.
 pub struct SavedState {
-    /// Scalars.
+    /// Everything but the tensors: run, rounds, history, optimiser, workers.
     pub header: StateHeader,
     /// Global weights after `completed_round`.
     pub global: ParamSet,
-    /// Server optimiser.
+    /// The server optimiser with its momentum or moment buffers restored.
     pub server: ServerState,
 }
 

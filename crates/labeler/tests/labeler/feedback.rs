@@ -276,7 +276,10 @@ async fn failures_are_retried_later_then_given_up(test_db: &TestDb) {
             (1, 0),
             "attempt {attempt}: {pass:?}"
         );
-        assert_eq!(label_state(&db, id).await, (None, attempt as i64 + 1));
+        assert_eq!(
+            label_state(&db, id).await,
+            (None, i64::try_from(attempt).unwrap() + 1)
+        );
     }
     // The fifth failure is the last (max_attempts = 5).
     server.script([Behaviour::Status(503, None)]);

@@ -26,15 +26,15 @@ pub struct FoldedLstm {
 /// One LSTM direction's parameters as row-major slices (PyTorch layout).
 #[derive(Debug, Clone, Copy)]
 pub struct LstmSlices<'a> {
-    /// `[4H, E]`.
+    /// Input-to-hidden weights, `[4H, E]`.
     pub w_ih: &'a [f32],
-    /// `[4H, H]`.
+    /// Hidden-to-hidden weights, `[4H, H]`.
     pub w_hh: &'a [f32],
-    /// `[4H]`.
+    /// Input-to-hidden bias, `[4H]`.
     pub b_ih: &'a [f32],
-    /// `[4H]`.
+    /// Hidden-to-hidden bias, `[4H]`.
     pub b_hh: &'a [f32],
-    /// H.
+    /// The hidden size H: each gate's width.
     pub hidden: usize,
 }
 

@@ -82,6 +82,9 @@ pub(crate) fn matmul(
     };
     // SAFETY: every view was checked above to lie within its slice, `dst` is a
     // unique borrow that cannot alias the shared operands, and T = f32.
+    // The strides step within those slices, which are never longer than
+    // isize::MAX elements, so gemm's signed strides hold them exactly.
+    #[allow(clippy::cast_possible_wrap)]
     unsafe {
         gemm::gemm(
             m,

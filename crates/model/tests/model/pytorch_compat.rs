@@ -55,7 +55,7 @@ fn check_fixture(name: &str, bidirectional: bool) {
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|v| v.as_u64().unwrap() as u32)
+                .map(|v| u32::try_from(v.as_u64().unwrap()).unwrap())
                 .collect();
             let batch = Batch::new(&[ids.as_slice()], None, &Device::Cpu).unwrap();
             let logits = model

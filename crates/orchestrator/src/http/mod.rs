@@ -61,9 +61,9 @@ impl AdminAuth {
 
 /// What the API shares.
 pub struct ApiState {
-    /// The orchestrator.
+    /// The orchestrator the handlers act on.
     pub orchestrator: Orchestrator,
-    /// Admin recognition.
+    /// Recognises admins, by the admin token or a blog session.
     pub auth: Arc<AdminAuth>,
 }
 

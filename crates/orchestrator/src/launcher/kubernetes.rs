@@ -44,9 +44,11 @@ const DEFAULT_TTL_SECONDS: i32 = 3600;
 pub struct KubernetesSettings {
     /// The namespace runs are created in.
     pub namespace: String,
-    /// The aggregator Job template.
+    /// The Job each run's aggregator is made from; the launcher fills in name, labels,
+    /// image, arguments and environment.
     pub aggregator_template: Job,
-    /// The worker Job template.
+    /// The Job each run's workers are made from, one indexed completion per worker;
+    /// filled in like the aggregator's.
     pub worker_template: Job,
     /// The image to run (the orchestrator's own); `None` keeps the templates'.
     pub image: Option<String>,

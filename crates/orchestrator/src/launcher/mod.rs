@@ -22,7 +22,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// `run.json`) is written.
 #[derive(Debug, Clone)]
 pub struct RunPlan {
-    /// The run's id.
+    /// The run's id, which names its processes (or Kubernetes objects) and directory.
     pub run_id: String,
     /// The run directory (see [`bloginfer_fl::spec`]).
     pub dir: PathBuf,
@@ -35,7 +35,7 @@ pub struct RunPlan {
 /// How a run's processes are doing.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Observed {
-    /// Still going.
+    /// The aggregator has not finished yet.
     Running,
     /// The aggregator finished successfully (its result file holds the outcome).
     Finished,

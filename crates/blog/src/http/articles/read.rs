@@ -225,7 +225,7 @@ pub(crate) struct Listing {
     list: ArticleList,
     /// Article id and author id of each article, in page order.
     ids: Vec<(i64, i64)>,
-    /// `list` rendered.
+    /// `list` as JSON, rendered once and served as is to signed-out readers.
     pub body: Bytes,
 }
 
