@@ -24,6 +24,10 @@ status=0
 bash scripts/check-manifests.sh "$manifests" 2>&1 | tee -a "$log" || status=$?
 export BLOGINFER_MANIFESTS_DIR="$manifests"
 
+# The static gate: the workspace's [lints] table (no unwrap in services, casts that
+# say what they do) and every clippy warning, as errors.
+cargo clippy --workspace --all-targets --release --locked -- -D warnings 2>&1 | tee -a "$log" || status=$?
+
 cargo test --workspace --release --locked --lib --bins --tests 2>&1 | tee -a "$log" || status=$?
 
 # The web app's unit tests (vitest), from the lock file.

@@ -4,6 +4,7 @@
 
 mod args;
 mod commands;
+mod launch;
 mod progress;
 mod serve;
 
@@ -65,20 +66,42 @@ enum Command {
     },
 }
 
+/// Logs to stderr, filtered by `RUST_LOG` (`warn,bloginfer=info` by default):
+/// `level` and `target=level` directives, read by a static per-target filter
+/// (`Targets`), which is all the documented settings need and keeps no
+/// per-span state for the span every request gets. Request spans (target
+/// `bloginfer::http`) can be turned off with `bloginfer::http=warn`.
+fn init_logging() {
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    const DEFAULT: &str = "warn,bloginfer=info";
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| match v.parse::<Targets>() {
+            Ok(targets) => Some(targets),
+            Err(e) => {
+                eprintln!("warning: RUST_LOG={v:?} is not `level` or `target=level` directives ({e}); using {DEFAULT}");
+                None
+            }
+        })
+        .unwrap_or_else(|| DEFAULT.parse().unwrap_or_default());
+    let logs = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    tracing_subscriber::registry()
+        .with(logs)
+        .with(filter)
+        .init();
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // First, while this is the only thread: the thread count lives in the
     // environment, which must not change once other threads may read it.
     bloginfer_model::runtime::configure_threads(cli.threads);
     bloginfer_model::runtime::tune_allocator();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,bloginfer=info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    init_logging();
     let result = match cli.command {
         Command::Train(args) => commands::train::run(&cli.models_dir, cli.threads, args),
         Command::Eval(args) => commands::eval::run(&cli.models_dir, args),

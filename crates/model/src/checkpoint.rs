@@ -208,7 +208,7 @@ impl Checkpoint {
     /// so readers never see half a file). Returns the content hash.
     pub fn save(&self, path: &Path) -> Result<String> {
         let (bytes, hash) = self.to_bytes()?;
-        crate::registry::write_atomic(path, &bytes)?;
+        crate::registry::replace_file(path, &bytes)?;
         Ok(hash)
     }
 

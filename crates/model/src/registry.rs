@@ -17,7 +17,7 @@ use crate::checkpoint::{Checkpoint, Header};
 use crate::error::{ModelError, Result};
 
 /// Writes `bytes` to `path` atomically (see [`bloginfer_common::write_atomic`]).
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn replace_file(path: &Path, bytes: &[u8]) -> Result<()> {
     bloginfer_common::write_atomic(path, bytes)
         .map_err(|e| ModelError::io(format!("writing {}", path.display()), e))
 }
@@ -115,7 +115,7 @@ impl Registry {
                 "version {version} already exists"
             )));
         }
-        write_atomic(&path, &bytes)?;
+        replace_file(&path, &bytes)?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -130,7 +130,7 @@ impl Registry {
         if !path.is_file() {
             return Err(ModelError::Registry(format!("no version {version}")));
         }
-        write_atomic(
+        replace_file(
             &self.root.join("current"),
             format!("{version}\n").as_bytes(),
         )

@@ -163,7 +163,6 @@ impl Host {
             .route("/readyz", get(readyz).with_state(probes.clone()))
             .route("/metrics", get(metrics_page).with_state(probes))
             .merge(fallback);
-        let router = crate::trace::wrap(router, self.config.request_timeout);
         let handle = HostHandle {
             tasks: self.tasks,
             config: self.config,
@@ -189,11 +188,12 @@ pub struct HostHandle {
 }
 
 impl HostHandle {
-    /// Starts serving `router` on `listener` in the background.
+    /// Starts serving `router` on `listener` in the background, every request
+    /// inside the host's stack (request id, span, deadline, error logging).
     pub fn start(&self, listener: TcpListener, router: Router) -> std::io::Result<Server> {
         Server::start(
             listener,
-            router,
+            crate::trace::wrap(router, self.config.request_timeout),
             self.config.clone(),
             self.tasks.shutdown_token().clone(),
         )

@@ -32,7 +32,9 @@ pub mod metrics;
 pub mod serve;
 pub mod shutdown;
 pub mod tasks;
-mod trace;
+pub mod trace;
+
+pub use trace::{HostService, RequestContext};
 
 pub use bloginfer_common as common;
 pub use error::ServiceError;

@@ -165,7 +165,7 @@ async fn chat(
     Json(body): Json<Value>,
 ) -> Response {
     let behaviour = {
-        let mut s = shared.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s = bloginfer_common::lock(&shared);
         s.seen.push(Seen {
             at: Instant::now(),
             authorization: headers
@@ -274,7 +274,7 @@ impl ChatServer {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
-        self.shared.lock().unwrap_or_else(|p| p.into_inner())
+        bloginfer_common::lock(&self.shared)
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use bloginfer_fl::launcher::{prepare, LocalLauncher, RunData, Sharding};
+use bloginfer_fl::launcher::{prepare, RunData, Sharding};
 use bloginfer_fl::partition::Partition;
 use bloginfer_fl::spec::{RunDir, RunShape};
 use bloginfer_model::data;
@@ -129,10 +129,7 @@ pub fn run(models_dir: &Path, threads: usize, command: FlCommand) -> Result<()> 
         validation.len(),
         dir.path().display()
     );
-    let exe = std::env::current_exe().context("cannot find the bloginfer binary")?;
-    // Workers sit idle while the aggregator evaluates, so it may use every core.
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let launcher = LocalLauncher::new(exe, models_dir.to_path_buf(), threads, cores);
+    let launcher = crate::launch::local_launcher(models_dir, threads)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -81,19 +81,6 @@ pub struct OrchestratorArgs {
     feedback: LabelerArgs,
 }
 
-/// A local launcher on this very binary.
-pub fn local_launcher(models_dir: &Path, threads: usize) -> Result<Arc<dyn Launcher>> {
-    let exe = std::env::current_exe().context("cannot find the bloginfer binary")?;
-    // Workers sit idle while the aggregator evaluates, so it may use every core.
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    Ok(Arc::new(LocalLauncher::new(
-        exe,
-        models_dir.to_path_buf(),
-        threads,
-        cores,
-    )))
-}
-
 async fn kubernetes_launcher(args: &OrchestratorArgs) -> Result<Arc<dyn Launcher>> {
     let (Some(worker), Some(aggregator)) = (&args.train_job_yaml, &args.agg_job_yaml) else {
         anyhow::bail!("the kubernetes launcher needs TRAIN_JOB_YAML and AGG_JOB_YAML");
@@ -140,7 +127,9 @@ pub fn run(models_dir: &Path, threads: usize, args: OrchestratorArgs) -> Result<
             .await
             .context("cannot open the database")?;
         let launcher = match args.launcher {
-            LauncherKind::Local => local_launcher(models_dir, threads)?,
+            LauncherKind::Local => Arc::new(LocalLauncher::new(crate::launch::local_launcher(
+                models_dir, threads,
+            )?)),
             LauncherKind::Kubernetes => kubernetes_launcher(&args).await?,
         };
         // Inference runs elsewhere here: the labeler follows the registry itself.

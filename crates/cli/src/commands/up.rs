@@ -24,6 +24,7 @@ use bloginfer_fl::spec::RunDir;
 use bloginfer_infer::{BatchConfig, InferConfig, Inference};
 use bloginfer_labeler::LabelerService;
 use bloginfer_orchestrator::http::AdminAuthConfig;
+use bloginfer_orchestrator::launcher::local::LocalLauncher;
 use bloginfer_orchestrator::store::Status;
 use bloginfer_orchestrator::Orchestrator;
 use bloginfer_service::{CancellationToken, Host, ServeConfig, Service};
@@ -236,7 +237,9 @@ pub fn run(threads: usize, args: UpArgs) -> Result<()> {
         let labeler = args
             .feedback
             .build(blog.db(), inference.follower(), false)?;
-        let launcher = super::orchestrator::local_launcher(&models, threads)?;
+        let launcher = Arc::new(LocalLauncher::new(crate::launch::local_launcher(
+            &models, threads,
+        )?));
         let orchestrator = Orchestrator::build(config, blog.db(), launcher, labeler.clone())?;
         let mut host = Host::new(ServeConfig::default(), CancellationToken::new());
         let mut services: Vec<Arc<dyn Service>> = vec![

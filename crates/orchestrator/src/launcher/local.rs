@@ -6,7 +6,6 @@
 //! relaunches the run, whose aggregator resumes from its state.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Mutex;
 
 use bloginfer_fl::launcher::{LocalRun, RunState};
@@ -32,22 +31,10 @@ pub struct LocalLauncher {
 }
 
 impl LocalLauncher {
-    /// Launches `exe` (`bloginfer`); the aggregator publishes to `models_dir`,
-    /// each worker trains with `worker_threads`, the aggregator evaluates with
-    /// `aggregator_threads`.
-    pub fn new(
-        exe: PathBuf,
-        models_dir: PathBuf,
-        worker_threads: usize,
-        aggregator_threads: usize,
-    ) -> Self {
+    /// Runs through `processes`, the launcher `bloginfer fl run` uses too.
+    pub fn new(processes: bloginfer_fl::launcher::LocalLauncher) -> Self {
         Self {
-            processes: bloginfer_fl::launcher::LocalLauncher::new(
-                exe,
-                models_dir,
-                worker_threads,
-                aggregator_threads,
-            ),
+            processes,
             runs: Mutex::new(HashMap::new()),
         }
     }
