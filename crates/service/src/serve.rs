@@ -7,8 +7,10 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -33,7 +35,9 @@ pub struct ServeConfig {
     /// last answer, and an idle keep-alive connection is closed after it.
     pub header_read_timeout: Duration,
     /// How long a request may take, reading its body and answering it; after
-    /// that the client gets a 503 `timeout`.
+    /// that the client gets a 503 `timeout`. Also how long an answer may wait
+    /// for a client that takes none of its bytes before the connection is
+    /// closed (a slow reader cannot hold a connection forever).
     pub request_timeout: Duration,
     /// Connections open at once; more are closed at once.
     pub max_connections: usize,
@@ -179,21 +183,26 @@ pub async fn serve(
         };
         let watcher = graceful.watcher();
         let idle_limit = config.header_read_timeout;
+        let stall_limit = config.request_timeout.max(idle_limit);
         connections.spawn(async move {
             let mut builder = Builder::new(TokioExecutor::new());
             builder
                 .http2()
                 .timer(TokioTimer::new())
                 .keep_alive_interval(Some(Duration::from_secs(30)));
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            let io = WatchedIo {
+                io: TokioIo::new(stream),
+                activity: activity.clone(),
+            };
+            let connection = builder.serve_connection_with_upgrades(io, service);
             tokio::select! {
                 ended = watcher.watch(connection) => {
                     if let Err(e) = ended {
                         tracing::trace!(%peer, "connection ended: {e}");
                     }
                 }
-                () = activity.idle_for(idle_limit) => {
-                    tracing::debug!(%peer, "closing a connection that sent no complete request for {idle_limit:?}");
+                why = activity.watch(idle_limit, stall_limit) => {
+                    tracing::debug!(%peer, "closing a connection: {why}");
                 }
             }
             drop(slot);
@@ -213,15 +222,21 @@ pub async fn serve(
     connections.shutdown().await;
 }
 
-/// Whether a connection is doing something: requests in flight, and when the
-/// last one ended. hyper's own header-read timeout re-arms a timer for every
-/// request (a Tokio timer-wheel insertion under a lock, 9% of the throughput
-/// of a cached page); this costs two atomics per request and one timer per
+/// Whether a connection is doing something: requests in flight, answers
+/// waiting for the client to take them, and when it last made progress.
+/// hyper's own header-read timeout re-arms a timer for every request (a Tokio
+/// timer-wheel insertion under a lock, 9% of the throughput of a cached
+/// page); this costs a few atomics per request and write and one timer per
 /// connection and period instead.
 #[derive(Debug)]
 struct Activity {
     in_flight: AtomicUsize,
-    /// Milliseconds since `since` when the last request ended (or the connection opened).
+    /// The last write found the socket full: the client has not yet taken
+    /// an answer that hyper holds (it hands a whole body to its write buffer
+    /// and drops the body, so only the socket knows).
+    write_blocked: AtomicBool,
+    /// Milliseconds since `since` when a request last ended or bytes last
+    /// went out (or the connection opened).
     last_millis: AtomicU64,
     since: std::time::Instant,
 }
@@ -230,6 +245,7 @@ impl Default for Activity {
     fn default() -> Self {
         Self {
             in_flight: AtomicUsize::new(0),
+            write_blocked: AtomicBool::new(false),
             last_millis: AtomicU64::new(0),
             since: std::time::Instant::now(),
         }
@@ -241,37 +257,59 @@ struct InFlight(Arc<Activity>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let now = u64::try_from(self.0.since.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.0.last_millis.store(now, Ordering::Relaxed);
+        self.0.touch();
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 impl Activity {
+    fn touch(&self) {
+        let now = u64::try_from(self.since.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_millis.store(now, Ordering::Relaxed);
+    }
+
     fn begin(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight(self.clone())
     }
 
-    /// Resolves once the connection has had no request in flight for `limit`.
-    async fn idle_for(&self, limit: Duration) {
-        let limit_millis = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
-        let period = (limit / 2).max(Duration::from_millis(10));
+    /// Resolves, with the reason, once the connection has had nothing in
+    /// flight and nothing to write for `idle` (a client that opened it or
+    /// finished a request and sent no complete request since), or once an
+    /// answer has waited `stall` for the client to take any of it.
+    async fn watch(&self, idle: Duration, stall: Duration) -> &'static str {
+        let idle_millis = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
+        let stall_millis = u64::try_from(stall.as_millis()).unwrap_or(u64::MAX);
+        let period = (idle / 2).max(Duration::from_millis(10));
         loop {
             tokio::time::sleep(period).await;
             let now = u64::try_from(self.since.elapsed().as_millis()).unwrap_or(u64::MAX);
-            let last = self.last_millis.load(Ordering::Relaxed);
-            if self.in_flight.load(Ordering::Relaxed) == 0
-                && now.saturating_sub(last) >= limit_millis
-            {
-                return;
+            let quiet = now.saturating_sub(self.last_millis.load(Ordering::Relaxed));
+            if self.write_blocked.load(Ordering::Relaxed) {
+                if quiet >= stall_millis {
+                    return "the client took no bytes of an answer within the request timeout";
+                }
+            } else if self.in_flight.load(Ordering::Relaxed) == 0 && quiet >= idle_millis {
+                return "no complete request within the header read timeout";
             }
+        }
+    }
+
+    /// Notes a write's outcome.
+    fn wrote(&self, written: &Poll<std::io::Result<usize>>) {
+        match written {
+            Poll::Pending => self.write_blocked.store(true, Ordering::Relaxed),
+            Poll::Ready(Ok(n)) if *n > 0 => {
+                self.write_blocked.store(false, Ordering::Relaxed);
+                self.touch();
+            }
+            Poll::Ready(_) => {}
         }
     }
 }
 
 /// One connection's view of the host: puts the peer address into every
-/// request and counts it in flight until it is answered.
+/// request and counts it in flight until its answer has been written.
 struct ConnectionService {
     inner: HostService,
     peer: SocketAddr,
@@ -279,7 +317,7 @@ struct ConnectionService {
 }
 
 impl hyper::service::Service<Request<Incoming>> for ConnectionService {
-    type Response = axum::response::Response;
+    type Response = axum::http::Response<CountedBody>;
     type Error = std::convert::Infallible;
     type Future = Answer;
 
@@ -287,25 +325,109 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
         request.extensions_mut().insert(ConnectInfo(self.peer));
         Answer {
             answer: self.inner.clone().oneshot(request.map(Body::new)),
-            _in_flight: self.activity.begin(),
+            in_flight: Some(self.activity.begin()),
         }
     }
 }
 
-/// A request's answer, counted in flight until it is ready (or dropped).
+/// A request's answer, counted in flight until it is ready; the count then
+/// moves into the answer's body.
 struct Answer {
     answer: tower::util::Oneshot<HostService, Request<Body>>,
-    _in_flight: InFlight,
+    in_flight: Option<InFlight>,
 }
 
 impl std::future::Future for Answer {
-    type Output = Result<axum::response::Response, std::convert::Infallible>;
+    type Output = Result<axum::http::Response<CountedBody>, std::convert::Infallible>;
 
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        std::pin::Pin::new(&mut self.answer).poll(cx)
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Poll::Ready(Ok(response)) = Pin::new(&mut self.answer).poll(cx) else {
+            return Poll::Pending;
+        };
+        let in_flight = self.in_flight.take();
+        Poll::Ready(Ok(response.map(|body| CountedBody {
+            body,
+            _in_flight: in_flight,
+        })))
+    }
+}
+
+/// An answer's body, which keeps its request in flight until hyper has
+/// written it all (or dropped it): a client downloading a large answer over a
+/// slow link is busy, not idle.
+struct CountedBody {
+    body: Body,
+    _in_flight: Option<InFlight>,
+}
+
+impl http_body::Body for CountedBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// A connection's socket that notes its writes for [`Activity`], so that a
+/// download over a slow link is told from an idle connection.
+struct WatchedIo {
+    io: TokioIo<tokio::net::TcpStream>,
+    activity: Arc<Activity>,
+}
+
+impl hyper::rt::Read for WatchedIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for WatchedIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let written = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.activity.wrote(&written);
+        written
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let written = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.activity.wrote(&written);
+        written
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        hyper::rt::Write::is_write_vectored(&self.io)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 

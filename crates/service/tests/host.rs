@@ -18,6 +18,10 @@ use bloginfer_service::{
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 
+/// Bytes of `/v1/large`: more than loopback's socket buffers hold, so a
+/// client that reads slowly keeps the server writing for seconds.
+const LARGE_BODY: usize = 16 << 20;
+
 /// A service with one route of each kind the chassis must handle.
 struct Echo {
     ready: Arc<AtomicBool>,
@@ -49,6 +53,7 @@ impl Service for Echo {
                 "/v1/fail",
                 get(|| async { ServiceError::internal("the disk said EIO at /secret/path") }),
             )
+            .route("/v1/large", get(|| async { vec![b'x'; LARGE_BODY] }))
             .route(
                 "/v1/slow",
                 get(|| async {
@@ -265,6 +270,82 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
     assert!(
         closed < Duration::from_secs(15),
         "the connection was held for {closed:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_download_is_not_taken_for_an_idle_connection() {
+    // The idle limit is far shorter than the download: the connection is
+    // busy while the answer's body is being written, not only until the
+    // handler returns.
+    let app = spawn_app(ServeConfig {
+        header_read_timeout: Duration::from_millis(300),
+        ..ServeConfig::default()
+    })
+    .await;
+    let addr = app.server.addr();
+    let received = tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        stream
+            .write_all(b"GET /v1/large HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .expect("write");
+        let mut received = Vec::new();
+        let mut chunk = vec![0; 64 << 10];
+        loop {
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received.extend_from_slice(&chunk[..n]),
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        received
+    })
+    .await
+    .expect("join");
+    let body_start = received
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head")
+        + 4;
+    assert!(received.starts_with(b"HTTP/1.1 200"));
+    assert_eq!(
+        received.len() - body_start,
+        LARGE_BODY,
+        "the body was cut off"
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_takes_none_of_an_answer_is_disconnected() {
+    let app = spawn_app(ServeConfig {
+        header_read_timeout: Duration::from_millis(300),
+        request_timeout: Duration::from_secs(1),
+        ..ServeConfig::default()
+    })
+    .await;
+    let addr = app.server.addr();
+    let received = tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        stream
+            .write_all(b"GET /v1/large HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("write");
+        // Far longer than the request timeout without reading a byte.
+        std::thread::sleep(Duration::from_secs(4));
+        let mut received = Vec::new();
+        let _ = stream.read_to_end(&mut received);
+        received.len()
+    })
+    .await
+    .expect("join");
+    assert!(
+        received < LARGE_BODY,
+        "the server kept writing to a client that read nothing ({received} bytes)"
     );
 }
 
