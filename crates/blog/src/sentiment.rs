@@ -38,6 +38,7 @@ impl SentimentClient {
     pub fn new(base_url: &str, timeout: Duration) -> Result<Self, String> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
+            .pool_idle_timeout(bloginfer_service::CLIENT_POOL_IDLE_TIMEOUT)
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Self {

@@ -135,6 +135,7 @@ impl Connection {
             .http2_prior_knowledge()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(120))
+            .pool_idle_timeout(bloginfer_service::CLIENT_POOL_IDLE_TIMEOUT)
             .build()
             .map_err(|e| FlError::Config(format!("cannot build the HTTP client: {e}")))?;
         Ok(Self {

@@ -134,8 +134,11 @@ pub struct Inner {
     labeler: Option<Arc<Labeler>>,
     metrics: Metrics,
     active: Mutex<Option<Active>>,
-    /// Serialises the checks and the insert of a new run.
-    trigger: tokio::sync::Mutex<()>,
+    /// Serialises picking up unfinished runs and the checks and insert of a
+    /// new run; holds whether the runs an earlier orchestrator left
+    /// unfinished have been picked up (a new run must not start before, nor
+    /// be picked up as one of them after).
+    trigger: tokio::sync::Mutex<bool>,
     /// Versions that retention must keep (candidates being judged).
     protected: Mutex<HashMap<String, String>>,
     /// Where run drivers are spawned; set when the host starts the background tasks.
@@ -230,16 +233,25 @@ impl Orchestrator {
             labeler,
             metrics: Metrics::default(),
             active: Mutex::new(None),
-            trigger: tokio::sync::Mutex::new(()),
+            trigger: tokio::sync::Mutex::new(false),
             protected: Mutex::new(HashMap::new()),
             tasks: OnceLock::new(),
         });
         Ok(Self { inner, auth })
     }
 
-    /// Picks up runs an earlier orchestrator left unfinished: the newest goes
-    /// on from its phase, any older one is marked failed.
+    /// Picks up runs an earlier orchestrator left unfinished, once: the
+    /// newest goes on from its phase, any older one is marked failed.
     async fn reconcile(&self) -> Result<()> {
+        let mut reconciled = self.inner.trigger.lock().await;
+        self.reconcile_locked(&mut reconciled).await
+    }
+
+    /// [`Self::reconcile`] with the trigger lock held.
+    async fn reconcile_locked(&self, reconciled: &mut bool) -> Result<()> {
+        if *reconciled {
+            return Ok(());
+        }
         let mut unfinished = store::unfinished(&self.inner.db).await?;
         let newest = unfinished.pop();
         for mut stale in unfinished {
@@ -253,6 +265,7 @@ impl Orchestrator {
             tracing::info!(run = %run.id, phase = %run.phase, "resuming a run left unfinished");
             self.spawn(run);
         }
+        *reconciled = true;
         Ok(())
     }
 
@@ -331,7 +344,9 @@ impl Orchestrator {
                 message: "must be fedavg, fedsgd, fedprox, fedavgm or fedadam".into(),
             });
         }
-        let _guard = self.inner.trigger.lock().await;
+        let mut reconciled = self.inner.trigger.lock().await;
+        // A run left unfinished goes on before any new one may start.
+        self.reconcile_locked(&mut reconciled).await?;
         if let Some(id) = self.active_id() {
             return Err(TriggerError::Active(id));
         }

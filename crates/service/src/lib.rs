@@ -41,7 +41,7 @@ pub use error::ServiceError;
 pub use extract::{BodyBytes, PathParams, QueryParams};
 pub use host::{Host, Readiness, Service};
 pub use json::JsonBody;
-pub use serve::{bind, write_addr_file, ServeConfig, ServeError, Server};
+pub use serve::{bind, write_addr_file, ServeConfig, ServeError, Server, CLIENT_POOL_IDLE_TIMEOUT};
 pub use tasks::{Supervisor, TaskState};
 pub use tokio_util::sync::CancellationToken;
 

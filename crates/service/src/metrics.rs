@@ -63,10 +63,10 @@ impl HttpMetrics {
     }
 
     /// Records one finished request.
-    pub fn observe(&self, service: &'static str, route: &str, status: u16, seconds: f64) {
+    pub fn observe(&self, service: &'static str, route: String, status: u16, seconds: f64) {
         let labels = RequestLabels {
             service,
-            route: route.to_string(),
+            route,
             status,
         };
         self.requests.get_or_create(&labels).inc();
@@ -96,7 +96,7 @@ pub(crate) async fn track(
     let response = next.run(request).await;
     tracked.metrics.observe(
         tracked.service,
-        &route,
+        route,
         response.status().as_u16(),
         start.elapsed().as_secs_f64(),
     );

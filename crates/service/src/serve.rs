@@ -27,6 +27,13 @@ use tower::ServiceExt;
 
 use crate::trace::HostService;
 
+/// How long the services' HTTP clients keep an idle pooled connection to
+/// one another: well under the default `header_read_timeout` after which a
+/// server closes an idle connection, so that a client does not send a
+/// request on a connection its server is closing at that very moment (a
+/// POST lost that way is not retried by the client library).
+pub const CLIENT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+
 /// Limits and deadlines of a server.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -223,33 +230,21 @@ pub async fn serve(
 }
 
 /// Whether a connection is doing something: requests in flight, answers
-/// waiting for the client to take them, and when it last made progress.
+/// waiting for the client to take them, and whether it made progress.
 /// hyper's own header-read timeout re-arms a timer for every request (a Tokio
 /// timer-wheel insertion under a lock, 9% of the throughput of a cached
-/// page); this costs a few atomics per request and write and one timer per
-/// connection and period instead.
-#[derive(Debug)]
+/// page); this costs a few atomics per request and write, and one timer and
+/// one clock reading per connection and period instead.
+#[derive(Debug, Default)]
 struct Activity {
     in_flight: AtomicUsize,
     /// The last write found the socket full: the client has not yet taken
     /// an answer that hyper holds (it hands a whole body to its write buffer
     /// and drops the body, so only the socket knows).
     write_blocked: AtomicBool,
-    /// Milliseconds since `since` when a request last ended or bytes last
-    /// went out (or the connection opened).
-    last_millis: AtomicU64,
-    since: std::time::Instant,
-}
-
-impl Default for Activity {
-    fn default() -> Self {
-        Self {
-            in_flight: AtomicUsize::new(0),
-            write_blocked: AtomicBool::new(false),
-            last_millis: AtomicU64::new(0),
-            since: std::time::Instant::now(),
-        }
-    }
+    /// Counts requests that ended and writes that sent bytes; the watchdog
+    /// sees progress when it changed since its last look.
+    progress: AtomicU64,
 }
 
 /// Marks a request in flight until it is answered (or dropped).
@@ -257,17 +252,12 @@ struct InFlight(Arc<Activity>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.touch();
+        self.0.progress.fetch_add(1, Ordering::Relaxed);
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 impl Activity {
-    fn touch(&self) {
-        let now = u64::try_from(self.since.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_millis.store(now, Ordering::Relaxed);
-    }
-
     fn begin(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight(self.clone())
@@ -276,20 +266,27 @@ impl Activity {
     /// Resolves, with the reason, once the connection has had nothing in
     /// flight and nothing to write for `idle` (a client that opened it or
     /// finished a request and sent no complete request since), or once an
-    /// answer has waited `stall` for the client to take any of it.
+    /// answer has waited `stall` for the client to take any of it. Both are
+    /// noticed within half of `idle` after they pass.
     async fn watch(&self, idle: Duration, stall: Duration) -> &'static str {
-        let idle_millis = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
-        let stall_millis = u64::try_from(stall.as_millis()).unwrap_or(u64::MAX);
         let period = (idle / 2).max(Duration::from_millis(10));
+        let mut seen = self.progress.load(Ordering::Relaxed);
+        let mut quiet_since = tokio::time::Instant::now();
         loop {
             tokio::time::sleep(period).await;
-            let now = u64::try_from(self.since.elapsed().as_millis()).unwrap_or(u64::MAX);
-            let quiet = now.saturating_sub(self.last_millis.load(Ordering::Relaxed));
+            let now = tokio::time::Instant::now();
+            let progress = self.progress.load(Ordering::Relaxed);
+            if progress != seen {
+                seen = progress;
+                quiet_since = now;
+                continue;
+            }
+            let quiet = now.saturating_duration_since(quiet_since);
             if self.write_blocked.load(Ordering::Relaxed) {
-                if quiet >= stall_millis {
+                if quiet >= stall {
                     return "the client took no bytes of an answer within the request timeout";
                 }
-            } else if self.in_flight.load(Ordering::Relaxed) == 0 && quiet >= idle_millis {
+            } else if self.in_flight.load(Ordering::Relaxed) == 0 && quiet >= idle {
                 return "no complete request within the header read timeout";
             }
         }
@@ -301,7 +298,7 @@ impl Activity {
             Poll::Pending => self.write_blocked.store(true, Ordering::Relaxed),
             Poll::Ready(Ok(n)) if *n > 0 => {
                 self.write_blocked.store(false, Ordering::Relaxed);
-                self.touch();
+                self.progress.fetch_add(1, Ordering::Relaxed);
             }
             Poll::Ready(_) => {}
         }

@@ -371,3 +371,49 @@ async fn shutdown_drains_within_the_limit_and_stops_tasks() {
         "the slow request was cut off"
     );
 }
+
+/// Log lines written by this thread's subscriber.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        bloginfer_service::common::lock(&self.0).extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The request span is off by default (it costs throughput), so the line
+/// that logs a 5xx's cause carries the request's id itself.
+#[tokio::test]
+async fn a_failed_request_is_logged_with_its_id_and_cause() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    // A current-thread runtime: the server's tasks run on this thread too.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let app = spawn_app(ServeConfig::default()).await;
+    let failed = app
+        .http
+        .get(format!("{}/v1/fail", app.server.url()))
+        .header("x-request-id", "trace-me-7")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(failed.status(), 500);
+    let log = String::from_utf8_lossy(&bloginfer_service::common::lock(&captured.0)).to_string();
+    let line = log
+        .lines()
+        .find(|l| l.contains("request failed"))
+        .unwrap_or_else(|| panic!("no error line in {log:?}"));
+    assert!(line.contains("trace-me-7"), "{line}");
+    assert!(line.contains("EIO"), "the cause is logged: {line}");
+}

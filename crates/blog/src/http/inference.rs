@@ -36,6 +36,7 @@ impl InferenceProxy {
     pub fn new(base_url: &str) -> Result<Self, String> {
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(10))
+            .pool_idle_timeout(bloginfer_service::CLIENT_POOL_IDLE_TIMEOUT)
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Self {

@@ -96,6 +96,33 @@ pub struct Shared {
     pub metrics: metrics::Metrics,
     validation: Vec<Encoded>,
     started_at: String,
+    /// Held while this aggregator lives, so that no second one runs from the same state.
+    _state_lock: std::fs::File,
+}
+
+/// Takes the lock of `state_dir` (created if missing): a second aggregator
+/// on one run would write over the first one's state and split its workers.
+/// The kernel drops the lock when the process ends, however it ends.
+fn lock_state(state_dir: &std::path::Path) -> Result<std::fs::File> {
+    std::fs::create_dir_all(state_dir)
+        .map_err(|e| FlError::io(format!("cannot create {}", state_dir.display()), e))?;
+    let path = state_dir.join("aggregator.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| FlError::io(format!("cannot open {}", path.display()), e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(FlError::Config(format!(
+            "another aggregator is running from {}; stop it first",
+            state_dir.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(FlError::io(format!("cannot lock {}", path.display()), e))
+        }
+    }
 }
 
 impl Shared {
@@ -146,6 +173,7 @@ impl Aggregator {
             )));
         }
         config.model.validate().map_err(FlError::Config)?;
+        let state_lock = lock_state(&config.state_dir)?;
         let encoder = Encoder::new(config.vocab.clone(), config.model.max_len)
             .with_granularity(config.model.granularity);
         let validation = encode_all(&encoder, &config.validation);
@@ -264,6 +292,7 @@ impl Aggregator {
             metrics: metrics::Metrics::new(),
             validation,
             started_at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+            _state_lock: state_lock,
             config,
         });
         if round == 1 {

@@ -234,3 +234,44 @@ async fn the_aggregator_refuses_bad_requests_with_clear_statuses() {
         .expect("send");
     assert_eq!(error_code(resp).await, (404, "not_found".into()));
 }
+
+/// Two aggregators on one run would overwrite each other's state and split
+/// its workers between them: the second one refuses to start until the
+/// first is gone.
+#[test]
+fn a_second_aggregator_on_the_same_state_refuses_to_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let examples = crate::common::corpus(50);
+    let (model, vocab) = crate::common::small_model(&examples, 0.0);
+    let local = LocalSettings {
+        batch_size: 8,
+        clip_norm: 0.0,
+        token_dropout: 0.0,
+        seed: 1,
+    };
+    let config = || {
+        let strategy =
+            Strategy::new(StrategyKind::FedAvg, &StrategyOptions::default()).expect("strategy");
+        crate::common::config(
+            model.clone(),
+            vocab.clone(),
+            strategy,
+            local.clone(),
+            2,
+            1,
+            dir.path(),
+        )
+    };
+    let first = bloginfer_fl::server::Aggregator::build(config()).expect("the first starts");
+    let Err(refused) = bloginfer_fl::server::Aggregator::build(config()) else {
+        panic!("a second aggregator started on the same state");
+    };
+    assert!(
+        refused
+            .to_string()
+            .contains("another aggregator is running"),
+        "{refused}"
+    );
+    drop(first);
+    bloginfer_fl::server::Aggregator::build(config()).expect("it starts once the first is gone");
+}

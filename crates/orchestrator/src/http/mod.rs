@@ -43,6 +43,7 @@ impl AdminAuth {
     pub fn new(config: &AdminAuthConfig) -> Result<Self, OrchestratorError> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
+            .pool_idle_timeout(bloginfer_service::CLIENT_POOL_IDLE_TIMEOUT)
             .build()
             .map_err(|e| OrchestratorError::Config(format!("cannot build the HTTP client: {e}")))?;
         Ok(Self {

@@ -330,3 +330,81 @@ async fn one_run_at_a_time_cancel_stops_it_and_the_cooldown_holds() {
         assert!(page.contains(line), "no {line} in\n{page}");
     }
 }
+
+async fn until_started(launcher: &Forever, count: usize) {
+    let started = Instant::now();
+    while launcher.started.load(Ordering::SeqCst) < count {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the run never reached its launcher"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn host_of(orchestrator: &Orchestrator) -> bloginfer_service::host::HostHandle {
+    let mut host = Host::new(ServeConfig::default(), CancellationToken::new());
+    host.mount(Arc::new(orchestrator.clone()));
+    host.into_router().1
+}
+
+/// `bloginfer up` asks for its first model as soon as the orchestrator is
+/// hosted; the pick-up of unfinished runs that starts with the host must not
+/// take that run for one left over and drive it a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_asked_for_at_start_up_is_driven_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let test_db = TestDb::sqlite();
+    let db = bloginfer_db::connect(&test_db.url).await.expect("database");
+    let launcher = Arc::new(Forever::default());
+    let orchestrator =
+        Orchestrator::build(config(dir.path()), db, launcher.clone(), None).expect("orchestrator");
+    let id = orchestrator
+        .trigger(bloginfer_orchestrator::TrainingRequest::default(), "tests")
+        .await
+        .expect("trigger");
+    let host = host_of(&orchestrator);
+    until_started(&launcher, 1).await;
+    // A second driver would reach the launcher within a snapshot of 40 texts.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        launcher.started.load(Ordering::SeqCst),
+        1,
+        "run {id} was started twice"
+    );
+    host.shutdown().await;
+}
+
+/// A run an earlier orchestrator left unfinished goes on, and a run asked
+/// for before it was picked up is refused as a second active run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_left_unfinished_goes_on_before_a_new_one_may_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let test_db = TestDb::sqlite();
+    let launcher = Arc::new(Forever::default());
+    let build = || async {
+        let db = bloginfer_db::connect(&test_db.url).await.expect("database");
+        Orchestrator::build(config(dir.path()), db, launcher.clone(), None).expect("orchestrator")
+    };
+    let first = build().await;
+    let host = host_of(&first);
+    let id = first
+        .trigger(bloginfer_orchestrator::TrainingRequest::default(), "tests")
+        .await
+        .expect("trigger");
+    until_started(&launcher, 1).await;
+    host.shutdown().await;
+    drop(first);
+
+    let second = build().await;
+    match second
+        .trigger(bloginfer_orchestrator::TrainingRequest::default(), "tests")
+        .await
+    {
+        Err(bloginfer_orchestrator::TriggerError::Active(active)) => assert_eq!(active, id),
+        other => panic!("a new run was accepted over the unfinished {id}: {other:?}"),
+    }
+    let host = host_of(&second);
+    assert_eq!(second.active_id().as_deref(), Some(id.as_str()));
+    host.shutdown().await;
+}
