@@ -376,7 +376,7 @@ async fn shutdown_drains_within_the_limit_and_stops_tasks() {
 #[derive(Clone, Default)]
 struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
 
-impl std::io::Write for Captured {
+impl Write for Captured {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
         bloginfer_service::common::lock(&self.0).extend_from_slice(bytes);
         Ok(bytes.len())
