@@ -57,10 +57,10 @@ fn acceptable_id(value: &HeaderValue) -> bool {
 
 /// What every request of a host goes through, once and outside the router:
 /// it gets an id (the client's `x-request-id` when acceptable, else a fresh
-/// one, echoed in the response) and a span carrying method, path and id; it
-/// runs under the request deadline; and the cause a [`ServiceError`] attached
-/// is logged inside the span (errors for 5xx, debug lines for 4xx) and taken
-/// off the response. One service and one boxed future per request: tower-http's
+/// one, echoed in the response) and a DEBUG span carrying the id; it runs
+/// under the request deadline; and the cause a [`ServiceError`] attached is
+/// logged with the id (errors for 5xx, debug lines for 4xx) and taken off the
+/// response. One service and one boxed future per request: tower-http's
 /// `TraceLayer` and request-id layers, stacked, cost a tenth of a cached page's
 /// throughput (a second span entry on every body poll, a future per layer).
 #[derive(Clone)]
@@ -82,16 +82,12 @@ impl Service<Request> for RequestContext {
         Service::<Request>::poll_ready(&mut self.inner, cx)
     }
 
-    fn call(&mut self, mut request: Request) -> Self::Future {
+    fn call(&mut self, request: Request) -> Self::Future {
+        // Only this context reads the id (no handler does), so a fresh one
+        // goes on the response alone.
         let id = match request.headers().get(&X_REQUEST_ID) {
             Some(given) if acceptable_id(given) => given.clone(),
-            _ => {
-                let id = self.ids.make();
-                request
-                    .headers_mut()
-                    .insert(X_REQUEST_ID.clone(), id.clone());
-                id
-            }
+            _ => self.ids.make(),
         };
         // A DEBUG span, as tower-http's `TraceLayer` makes by default: an
         // enabled span costs about a tenth of a cached page's throughput, so
