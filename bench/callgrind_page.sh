@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Instructions per request of the blog's article list, for two bloginfer binaries:
+# each runs under `valgrind --tool=callgrind`, is set up (a user, 50 articles), has its
+# counters zeroed, then answers N sequential keep-alive requests of
+# `GET /api/articles?limit=20` signed out and N signed in; the counters are dumped after
+# each phase. Instruction counts do not depend on what else the VM is doing, so this
+# settles differences that wall-clock A/B runs cannot (their noise is ±25% here).
+#
+#   bash bench/callgrind_page.sh BIN_A BIN_B      BENCH_REQUESTS=2000
+set -euo pipefail
+A="$(realpath "$1")"
+B="$(realpath "$2")"
+N="${BENCH_REQUESTS:-2000}"
+PORT=18384
+URL="http://127.0.0.1:$PORT"
+WORK="$(mktemp -d)"
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+api() { curl -sf -X "$1" "$URL$2" -H 'Content-Type: application/json' ${TOKEN:+-H "Authorization: Token $TOKEN"} ${3:+-d "$3"}; }
+
+# N keep-alive GETs on one connection; `$1` is the token or empty.
+hammer() {
+    python3 - "$PORT" "$N" "$1" <<'EOF'
+import http.client, sys
+port, n, token = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+headers = {"Authorization": f"Token {token}"} if token else {}
+conn = http.client.HTTPConnection("127.0.0.1", port)
+for _ in range(n):
+    conn.request("GET", "/api/articles?limit=20", headers=headers)
+    r = conn.getresponse()
+    r.read()
+    assert r.status == 200, r.status
+EOF
+}
+
+# Total instructions (Ir) in the newest dump of the callgrind output `$1`.
+instructions() {
+    local latest
+    latest="$(ls -t "$1".* | head -1)"
+    awk '/^summary:/ { print $2 }' "$latest"
+}
+
+run() { # label bin
+    local bin="$2" listen pid
+    if "$bin" blog --help | grep -q -- --listen; then listen="--listen 127.0.0.1:$PORT"; else listen="--host 127.0.0.1 --port $PORT"; fi
+    rm -rf "$WORK/db" "$WORK"/cg.*; mkdir -p "$WORK/db"
+    # shellcheck disable=SC2086
+    JWT_SECRET=benchmark-secret-benchmark-secret-00 valgrind --tool=callgrind \
+        --callgrind-out-file="$WORK/cg.%p" "$bin" blog $listen \
+        --database-url "sqlite:$WORK/db/blog.db" --page-cache true > "$WORK/blog.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 1 600); do curl -sf -o /dev/null "$URL/api/tags" && break; sleep 0.2; done
+    TOKEN=""
+    TOKEN="$(api POST /api/users '{"user":{"username":"bench","email":"bench@x.test","password":"password-123"}}' \
+        | python3 -c 'import json,sys; print(json.load(sys.stdin)["user"]["token"])')"
+    for i in $(seq 1 50); do
+        api POST /api/articles "{\"article\":{\"title\":\"Post $i\",\"description\":\"d\",\"body\":\"正文 $i\",\"tagList\":[\"t$(( i % 7 ))\"]}}" >/dev/null
+    done
+    hammer "" && hammer "$TOKEN" # warm: page cache filled, pools grown
+    callgrind_control -z "$pid" >/dev/null 2>&1
+    hammer ""
+    callgrind_control -d "$pid" >/dev/null 2>&1
+    local out in_
+    out="$(instructions "$WORK/cg")"
+    callgrind_control -z "$pid" >/dev/null 2>&1
+    hammer "$TOKEN"
+    callgrind_control -d "$pid" >/dev/null 2>&1
+    in_="$(instructions "$WORK/cg")"
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+    echo "$1 signed_out_instructions_per_request=$(( out / N )) signed_in_instructions_per_request=$(( in_ / N ))"
+}
+
+run A "$A"
+run B "$B"
