@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Instructions per request of the blog's article list, for two bloginfer binaries:
-# each runs under `valgrind --tool=callgrind`, is set up (a user, 50 articles), has its
-# counters zeroed, then answers N sequential keep-alive requests of
-# `GET /api/articles?limit=20` signed out and N signed in; the counters are dumped after
-# each phase. Instruction counts do not depend on what else the VM is doing, so this
+# Instructions per request of the blog's article list and of a comment post, for two
+# bloginfer binaries: each runs under `valgrind --tool=callgrind`, is set up (a user, 50
+# articles), has its counters zeroed, then answers N sequential keep-alive requests of
+# `GET /api/articles?limit=20` signed out, N signed in, and N/10 signed-in
+# `POST /api/articles/:slug/comments`; the counters are dumped after each phase. Instruction counts do not depend on what else the VM is doing, so this
 # settles differences that wall-clock A/B runs cannot (their noise is ±25% here).
 #
 #   bash bench/callgrind_page.sh BIN_A BIN_B      BENCH_REQUESTS=2000
@@ -18,18 +18,23 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
 api() { curl -sf -X "$1" "$URL$2" -H 'Content-Type: application/json' ${TOKEN:+-H "Authorization: Token $TOKEN"} ${3:+-d "$3"}; }
 
-# N keep-alive GETs on one connection; `$1` is the token or empty.
+# Keep-alive requests on one connection: `hammer COUNT TOKEN [SLUG]`; with a slug, comment
+# posts on that article, else GETs of the list.
 hammer() {
-    python3 - "$PORT" "$N" "$1" <<'EOF'
-import http.client, sys
-port, n, token = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-headers = {"Authorization": f"Token {token}"} if token else {}
+    python3 - "$PORT" "$1" "$2" "${3:-}" <<'EOF'
+import http.client, json, sys
+port, n, token, slug = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"} if token else {}
 conn = http.client.HTTPConnection("127.0.0.1", port)
-for _ in range(n):
-    conn.request("GET", "/api/articles?limit=20", headers=headers)
+for i in range(n):
+    if slug:
+        body = json.dumps({"comment": {"body": f"这部电影很好看 {i}"}})
+        conn.request("POST", f"/api/articles/{slug}/comments", body=body, headers=headers)
+    else:
+        conn.request("GET", "/api/articles?limit=20", headers=headers)
     r = conn.getresponse()
     r.read()
-    assert r.status == 200, r.status
+    assert r.status in (200, 201), r.status
 EOF
 }
 
@@ -56,18 +61,25 @@ run() { # label bin
     for i in $(seq 1 50); do
         api POST /api/articles "{\"article\":{\"title\":\"Post $i\",\"description\":\"d\",\"body\":\"正文 $i\",\"tagList\":[\"t$(( i % 7 ))\"]}}" >/dev/null
     done
-    hammer "" && hammer "$TOKEN" # warm: page cache filled, pools grown
+    local slug posts=$(( N / 10 ))
+    slug="$(api GET '/api/articles?limit=1' | python3 -c 'import json,sys; print(json.load(sys.stdin)["articles"][0]["slug"])')"
+    # Warm: page cache filled, pools grown, the first comments written.
+    hammer "$N" "" && hammer "$N" "$TOKEN" && hammer 50 "$TOKEN" "$slug"
     callgrind_control -z "$pid" >/dev/null 2>&1
-    hammer ""
+    hammer "$N" ""
     callgrind_control -d "$pid" >/dev/null 2>&1
-    local out in_
+    local out in_ post
     out="$(instructions "$WORK/cg")"
     callgrind_control -z "$pid" >/dev/null 2>&1
-    hammer "$TOKEN"
+    hammer "$N" "$TOKEN"
     callgrind_control -d "$pid" >/dev/null 2>&1
     in_="$(instructions "$WORK/cg")"
+    callgrind_control -z "$pid" >/dev/null 2>&1
+    hammer "$posts" "$TOKEN" "$slug"
+    callgrind_control -d "$pid" >/dev/null 2>&1
+    post="$(instructions "$WORK/cg")"
     kill "$pid"; wait "$pid" 2>/dev/null || true
-    echo "$1 signed_out_instructions_per_request=$(( out / N )) signed_in_instructions_per_request=$(( in_ / N ))"
+    echo "$1 signed_out=$(( out / N )) signed_in=$(( in_ / N )) comment_post=$(( post / posts )) (instructions per request)"
 }
 
 run A "$A"

@@ -3,12 +3,14 @@
 //! stays the only copy: when Redis is missing or unreachable every read goes
 //! to the database (logged and counted).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::metrics::Metrics;
+use crate::redis_link::{RedisDown, RedisLink};
 
 /// How long an entry may live even if no write invalidates it (bounds the
 /// staleness of author names and images shown with comments).
@@ -16,7 +18,7 @@ const TTL: Duration = Duration::from_secs(60);
 
 /// The cache; `None` when no Redis is configured.
 pub struct Cache {
-    redis: Option<(redis::aio::ConnectionManager, String)>,
+    redis: Option<(Arc<RedisLink>, String)>,
 }
 
 /// Key of an article's comment list.
@@ -33,31 +35,18 @@ impl Cache {
         Self { redis: None }
     }
 
-    /// A cache in Redis at `url` under keys starting with `prefix`.
-    pub async fn redis(url: &str, prefix: &str) -> Result<Self, redis::RedisError> {
-        let client = redis::Client::open(url)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_millis(500))
-            .set_response_timeout(Duration::from_millis(500))
-            .set_number_of_retries(1);
-        let manager = redis::aio::ConnectionManager::new_with_config(client, config).await?;
-        Ok(Self {
-            redis: Some((manager, format!("{prefix}cache:"))),
-        })
-    }
-
-    /// The Redis connection, when there is one.
-    pub fn connection(&self) -> Option<redis::aio::ConnectionManager> {
-        self.redis.as_ref().map(|(manager, _)| manager.clone())
+    /// A cache in Redis (through `link`) under keys starting with `prefix`.
+    pub fn redis(link: Arc<RedisLink>, prefix: &str) -> Self {
+        Self {
+            redis: Some((link, format!("{prefix}cache:"))),
+        }
     }
 
     /// The cached value of `key`, if any (errors count as misses).
     pub async fn get<T: DeserializeOwned>(&self, key: &str, metrics: &Metrics) -> Option<T> {
-        let (manager, prefix) = self.redis.as_ref()?;
-        let mut conn = manager.clone();
-        let raw: Result<Option<String>, _> = redis::cmd("GET")
-            .arg(format!("{prefix}{key}"))
-            .query_async(&mut conn)
+        let (link, prefix) = self.redis.as_ref()?;
+        let raw = link
+            .query::<Option<String>>(redis::cmd("GET").arg(format!("{prefix}{key}")))
             .await;
         match raw {
             Ok(Some(json)) => match serde_json::from_str(&json) {
@@ -75,7 +64,7 @@ impl Cache {
                 None
             }
             Err(e) => {
-                tracing::warn!("cache unreachable, reading the database: {e}");
+                unreachable(&e, "reading the database");
                 metrics.cache("error");
                 None
             }
@@ -84,39 +73,47 @@ impl Cache {
 
     /// Stores `value` under `key` (best effort).
     pub async fn put<T: Serialize>(&self, key: &str, value: &T, metrics: &Metrics) {
-        let Some((manager, prefix)) = self.redis.as_ref() else {
+        let Some((link, prefix)) = self.redis.as_ref() else {
             return;
         };
         let Ok(json) = serde_json::to_string(value) else {
             return;
         };
-        let mut conn = manager.clone();
-        let result: Result<(), _> = redis::cmd("SET")
-            .arg(format!("{prefix}{key}"))
-            .arg(json)
-            .arg("EX")
-            .arg(TTL.as_secs())
-            .query_async(&mut conn)
+        let result = link
+            .query::<()>(
+                redis::cmd("SET")
+                    .arg(format!("{prefix}{key}"))
+                    .arg(json)
+                    .arg("EX")
+                    .arg(TTL.as_secs()),
+            )
             .await;
         if let Err(e) = result {
-            tracing::warn!("cache unreachable, not caching: {e}");
+            unreachable(&e, "not caching");
             metrics.cache("error");
         }
     }
 
     /// Drops `key` after a write (best effort: the entry's TTL bounds the damage).
     pub async fn invalidate(&self, key: &str, metrics: &Metrics) {
-        let Some((manager, prefix)) = self.redis.as_ref() else {
+        let Some((link, prefix)) = self.redis.as_ref() else {
             return;
         };
-        let mut conn = manager.clone();
-        let result: Result<(), _> = redis::cmd("DEL")
-            .arg(format!("{prefix}{key}"))
-            .query_async(&mut conn)
+        let result = link
+            .query::<()>(redis::cmd("DEL").arg(format!("{prefix}{key}")))
             .await;
         if let Err(e) = result {
             tracing::warn!("cache unreachable, could not invalidate {key}: {e}");
             metrics.cache("error");
         }
+    }
+}
+
+/// Logs a cache failure: a real one as a warning, a skip by the open breaker
+/// (which follows real failures already logged) at debug.
+fn unreachable(e: &RedisDown, fallback: &str) {
+    match e {
+        RedisDown::Open => tracing::debug!("cache skipped, {fallback}: {e}"),
+        _ => tracing::warn!("cache unreachable, {fallback}: {e}"),
     }
 }

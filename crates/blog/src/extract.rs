@@ -13,7 +13,8 @@ use crate::auth::Session;
 use crate::error::ApiError;
 use crate::AppState;
 
-/// A request from a signed-in user (`Authorization: Token <jwt>`); 401 otherwise.
+/// A request from a signed-in user (`Authorization: Token <jwt>`, the scheme
+/// `Token` or `Bearer` in any case); 401 otherwise.
 pub struct AuthUser(pub Session);
 
 /// A request that may carry a token; a token that is present but invalid is
@@ -25,11 +26,15 @@ fn token(parts: &Parts) -> Result<Option<&str>, ApiError> {
         return Ok(None);
     };
     let value = value.to_str().map_err(|_| ApiError::Unauthorized)?;
-    value
-        .strip_prefix("Token ")
-        .or_else(|| value.strip_prefix("Bearer "))
-        .map(|t| Some(t.trim()))
-        .ok_or(ApiError::Unauthorized)
+    let (scheme, token) = value
+        .trim_start()
+        .split_once(' ')
+        .ok_or(ApiError::Unauthorized)?;
+    if scheme.eq_ignore_ascii_case("token") || scheme.eq_ignore_ascii_case("bearer") {
+        Ok(Some(token.trim()))
+    } else {
+        Err(ApiError::Unauthorized)
+    }
 }
 
 impl FromRequestParts<Arc<AppState>> for AuthUser {
@@ -114,6 +119,25 @@ where
             Ok(bloginfer_service::JsonBody(value)) => Ok(JsonBody(value)),
             Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(e.into()),
             Err(e) => Err(ApiError::field("body", e.message())),
+        }
+    }
+}
+
+/// A query string parsed as `T`, refused in RealWorld's shape: a 422 with the
+/// reason under the `query` field (`?limit=abc`), never a plain-text 400.
+pub struct Query<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match bloginfer_service::QueryParams::<T>::from_request_parts(parts, state).await {
+            Ok(bloginfer_service::QueryParams(value)) => Ok(Query(value)),
+            Err(e) => Err(ApiError::field("query", e.message())),
         }
     }
 }

@@ -1,14 +1,17 @@
 //! The blog backend: the RealWorld "Conduit" API (users, profiles, articles,
 //! comments, tags) on SQLite or MySQL/MariaDB, extended with comment sentiment.
 //!
-//! - [`admin`]: the operator's admin account in single-process installs;
-//! - [`auth`]: argon2id passwords, JWTs carrying a session id, session stores;
+//! - [`admin`]: creating or promoting an admin (the only way to one);
+//! - [`auth`]: argon2id passwords (bounded), JWTs carrying a session id, sessions
+//!   in the database with a cache in front;
+//! - [`names`]: usernames readers can tell apart;
+//! - [`redis_link`]: the bounded, breaker-guarded link to Redis;
 //! - [`extract`]: `AuthUser`, `MaybeAuthUser` and JSON bodies with API errors;
 //! - [`error`]: the RealWorld 422 body, everything else in the chassis's envelope;
 //! - [`http`]: one module and router per resource;
 //! - [`sentiment`]: the inference client and the back-fill of pending comments;
 //! - [`cache`]: cache-aside in Redis for hot reads;
-//! - [`limit`]: the login rate limit per client address and per account;
+//! - [`limit`]: rate limits of login, registration and credential changes;
 //! - [`pages`]: article listings served from memory, generation-checked;
 //! - [`metrics`]: the blog's own Prometheus metrics (the host counts requests).
 //!
@@ -27,7 +30,9 @@ pub mod extract;
 pub mod http;
 pub mod limit;
 pub mod metrics;
+pub mod names;
 pub mod pages;
+pub mod redis_link;
 pub mod sentiment;
 
 use std::sync::Arc;
@@ -39,11 +44,12 @@ use bloginfer_service::{BoxFuture, Readiness, Service, Supervisor};
 use prometheus_client::registry::Registry;
 use secrecy::SecretSlice;
 
-use crate::auth::{Auth, JwtKeys, MemorySessions, Sessions};
+use crate::auth::{Auth, JwtKeys, Passwords, Sessions};
 use crate::cache::Cache;
 use crate::limit::{LoginLimiter, LoginLimits};
 use crate::metrics::Metrics;
 use crate::pages::PageCache;
+use crate::redis_link::RedisLink;
 use crate::sentiment::SentimentClient;
 pub use bloginfer_db as db;
 use bloginfer_db::Db;
@@ -56,10 +62,9 @@ pub struct BlogConfig {
     /// Signs the session tokens (HS256); at least 32 bytes. Kept secret so
     /// that it never reaches a log or `Debug` output.
     pub jwt_secret: SecretSlice<u8>,
-    /// This address becomes an admin when it registers (besides the first user).
-    pub admin_email: Option<String>,
-    /// Redis for sessions, the cache, the page generation and the login limit
-    /// (`redis://host:6379/`), shared by replicas; `None` keeps them in memory.
+    /// Redis for the session cache, the hot-data cache, the page generation and
+    /// the rate limits (`redis://host:6379/`), shared by replicas; `None` keeps
+    /// them in memory. Sessions themselves live in the database either way.
     pub redis_url: Option<String>,
     /// Starts every Redis key of this deployment, so deployments can share a Redis.
     pub redis_prefix: String,
@@ -87,8 +92,8 @@ pub struct AppState {
     pub db: Db,
     /// Issues and checks session tokens.
     pub auth: Auth,
-    /// See [`BlogConfig::admin_email`] (trimmed and lower-cased).
-    pub admin_email: Option<String>,
+    /// Hashes and checks passwords, a bounded number at a time.
+    pub passwords: Passwords,
     /// Scores new comments, when an inference URL is configured.
     pub sentiment: Option<SentimentClient>,
     /// Comment lists and the tag list in Redis, when there is one.
@@ -103,6 +108,8 @@ pub struct AppState {
     pub behind_proxy: bool,
     /// Cache outcomes, for the host's `/metrics`.
     pub metrics: Metrics,
+    /// The link to Redis, when configured (its state shows in `/readyz`).
+    pub redis: Option<Arc<RedisLink>>,
 }
 
 /// The blog service, connected and migrated; cheap to clone.
@@ -124,17 +131,25 @@ pub enum StartError {
 }
 
 impl Blog {
-    /// Connects to the database and migrates it, connects to Redis when
-    /// configured, and sets up sessions, caches and limits. Nothing runs in
-    /// the background until a host calls [`Service::spawn_background`].
+    /// Connects to the database and migrates it, and sets up sessions, caches
+    /// and limits (Redis, when configured, is connected on first use, so a
+    /// blog starts while Redis is down). Nothing runs in the background until
+    /// a host calls [`Service::spawn_background`].
     pub async fn build(config: BlogConfig) -> Result<Self, StartError> {
         let keys = JwtKeys::from_secret(&config.jwt_secret).map_err(StartError::Config)?;
         let db = db::connect_with(&config.database).await?;
-        let sessions = match &config.redis_url {
-            Some(url) => Sessions::redis(url, &format!("{}session:", config.redis_prefix))
-                .await
-                .map_err(|e| StartError::Config(format!("redis: {e}")))?,
-            None => Sessions::Memory(MemorySessions::default()),
+        admin::fill_username_skeletons(&db).await?;
+        let redis = config
+            .redis_url
+            .as_deref()
+            .map(RedisLink::new)
+            .transpose()
+            .map_err(|e| StartError::Config(format!("redis: {e}")))?
+            .map(Arc::new);
+        let prefix = &config.redis_prefix;
+        let sessions = match &redis {
+            Some(link) => Sessions::redis(db.clone(), link.clone(), format!("{prefix}session:")),
+            None => Sessions::local(db.clone()),
         };
         let auth = Auth::new(keys, sessions);
         let sentiment = config
@@ -143,26 +158,18 @@ impl Blog {
             .map(|url| SentimentClient::new(url, config.inference_timeout))
             .transpose()
             .map_err(StartError::Config)?;
-        let cache = match &config.redis_url {
-            Some(url) => Cache::redis(url, &config.redis_prefix)
-                .await
-                .map_err(|e| StartError::Config(format!("redis: {e}")))?,
-            None => Cache::disabled(),
-        };
-        let (pages, login_limiter) = match cache.connection() {
-            Some(redis) => (
+        let (cache, pages, login_limiter) = match redis.clone() {
+            Some(link) => (
+                Cache::redis(link.clone(), prefix),
                 PageCache::shared(
                     config.page_cache,
-                    redis.clone(),
-                    format!("{}pages:generation", config.redis_prefix),
+                    link.clone(),
+                    format!("{prefix}pages:generation"),
                 ),
-                LoginLimiter::redis(
-                    config.login_limits,
-                    redis,
-                    format!("{}login:", config.redis_prefix),
-                ),
+                LoginLimiter::redis(config.login_limits, link, format!("{prefix}login:")),
             ),
             None => (
+                Cache::disabled(),
                 PageCache::local(config.page_cache),
                 LoginLimiter::memory(config.login_limits),
             ),
@@ -176,7 +183,7 @@ impl Blog {
         let state = Arc::new(AppState {
             db,
             auth,
-            admin_email: config.admin_email.map(|e| e.trim().to_lowercase()),
+            passwords: Passwords::default(),
             sentiment,
             cache,
             pages,
@@ -184,6 +191,7 @@ impl Blog {
             inference_proxy,
             behind_proxy: config.behind_proxy,
             metrics: Metrics::default(),
+            redis,
         });
         Ok(Self {
             state,
@@ -208,7 +216,14 @@ impl Service for Blog {
     fn ready(&self) -> BoxFuture<'_, Readiness> {
         Box::pin(async move {
             match sqlx::query("SELECT 1").execute(self.state.db.read()).await {
-                Ok(_) => Readiness::ready(),
+                // Redis is never needed for an answer: a dead one is shown, not fatal.
+                Ok(_) => match &self.state.redis {
+                    Some(link) if link.is_open() => {
+                        Readiness::ready().with("redis", "unreachable; serving from the database")
+                    }
+                    Some(_) => Readiness::ready().with("redis", "ok"),
+                    None => Readiness::ready(),
+                },
                 Err(e) => {
                     // The reason is public (`/readyz`); the error may name hosts.
                     tracing::warn!("database not reachable: {e}");

@@ -46,6 +46,8 @@ enum Command {
     Up(Box<commands::up::UpArgs>),
     /// Serve the blog API (RealWorld Conduit) on SQLite or MySQL.
     Blog(Box<commands::blog::BlogArgs>),
+    /// Create an admin of the blog, or make an existing account one.
+    Admin(Box<commands::admin::AdminArgs>),
     /// Serve sentiment predictions over HTTP (micro-batched, hot-reloading).
     Infer(Box<commands::infer::InferArgs>),
     /// Run a federated training's aggregator (one run, as a network service).
@@ -108,6 +110,7 @@ fn main() -> ExitCode {
         Command::Predict(args) => commands::predict::run(&cli.models_dir, args),
         Command::Up(args) => commands::up::run(cli.threads, *args),
         Command::Blog(args) => commands::blog::run(*args),
+        Command::Admin(args) => commands::admin::run(*args),
         Command::Infer(args) => commands::infer::run(&cli.models_dir, *args),
         Command::Aggregator(args) => commands::aggregator::run(&cli.models_dir, cli.threads, *args),
         Command::Orchestrator(args) => {

@@ -63,6 +63,21 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "training samples",
         include_str!("../migrations/sqlite/0004_training_samples.sql"),
     ),
+    (
+        5,
+        "sessions and username skeletons",
+        include_str!("../migrations/sqlite/0005_sessions.sql"),
+    ),
+    (
+        6,
+        "idempotency keys and sentiment attempts",
+        include_str!("../migrations/sqlite/0006_idempotency.sql"),
+    ),
+    (
+        7,
+        "who corrected a sentiment",
+        include_str!("../migrations/sqlite/0007_corrections.sql"),
+    ),
 ];
 const MYSQL: &[(i64, &str, &str)] = &[
     (
@@ -84,6 +99,21 @@ const MYSQL: &[(i64, &str, &str)] = &[
         4,
         "training samples",
         include_str!("../migrations/mysql/0004_training_samples.sql"),
+    ),
+    (
+        5,
+        "sessions and username skeletons",
+        include_str!("../migrations/mysql/0005_sessions.sql"),
+    ),
+    (
+        6,
+        "idempotency keys and sentiment attempts",
+        include_str!("../migrations/mysql/0006_idempotency.sql"),
+    ),
+    (
+        7,
+        "who corrected a sentiment",
+        include_str!("../migrations/mysql/0007_corrections.sql"),
     ),
 ];
 
@@ -231,13 +261,18 @@ impl DbOptions {
 
     /// The folder of a SQLite database file, which must exist before the file can.
     pub fn sqlite_dir(&self) -> Option<PathBuf> {
-        let path = self.url.strip_prefix("sqlite:")?;
-        let path = path.trim_start_matches("//");
-        let path = path.split('?').next().unwrap_or(path);
-        std::path::Path::new(path)
+        self.sqlite_file()?
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .map(PathBuf::from)
+    }
+
+    /// The SQLite database file, unless this is MySQL or an in-memory database.
+    pub fn sqlite_file(&self) -> Option<PathBuf> {
+        let path = self.url.strip_prefix("sqlite:")?;
+        let path = path.trim_start_matches("//");
+        let path = path.split('?').next().unwrap_or(path);
+        (!path.is_empty() && !path.starts_with(":memory:")).then(|| PathBuf::from(path))
     }
 
     /// The URL the `Any` driver connects with. A MySQL password goes in through
@@ -264,6 +299,29 @@ impl DbOptions {
     }
 }
 
+/// Makes the SQLite file (created here when missing) readable by its owner
+/// only: it holds password hashes and sessions. SQLite gives its `-wal` and
+/// `-shm` files the same mode.
+fn owner_only(file: &std::path::Path) -> Result<(), sqlx::Error> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let opened = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(file)?;
+        let mode = opened.metadata()?.permissions().mode();
+        if mode & 0o077 != 0 {
+            opened.set_permissions(std::fs::Permissions::from_mode(mode & 0o700))?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = file;
+    Ok(())
+}
+
 /// Connects to `url` (creating a SQLite file if needed) and runs pending migrations.
 pub async fn connect(url: &str) -> Result<Db, sqlx::Error> {
     let options = DbOptions::new(url).map_err(|m| sqlx::Error::Configuration(m.into()))?;
@@ -277,6 +335,9 @@ pub async fn connect_with(options: &DbOptions) -> Result<Db, sqlx::Error> {
     let url = options.any_url()?;
     match backend {
         Backend::Sqlite => {
+            if let Some(file) = options.sqlite_file() {
+                owner_only(&file)?;
+            }
             let writer = sqlite_options(1).connect(&url).await?;
             // WAL lets readers proceed while a write commits (a property of the file).
             sqlx::query("PRAGMA journal_mode = WAL")

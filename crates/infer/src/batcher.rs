@@ -1,7 +1,9 @@
 //! Micro-batching: concurrent requests queue up (bounded), a collector gathers
 //! them into one batch (up to `max_batch` texts, waiting at most `max_wait`
 //! after the first), and a bounded pool of blocking threads runs the forward
-//! passes. A full queue refuses at once instead of growing.
+//! passes. A full queue refuses at once instead of growing, and so does one
+//! whose requests hold more text than a byte budget: a count alone let a
+//! thousand requests of a mebibyte each wait.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,8 +25,19 @@ pub struct BatchConfig {
     pub max_wait: Duration,
     /// Requests that may wait; beyond this the service answers 503.
     pub queue_capacity: usize,
+    /// Bytes of text that requests may hold while they wait or are computed
+    /// (counted per request as its texts plus a small overhead per text, in
+    /// KiB); beyond this the service answers 503. A request larger than the
+    /// whole budget is admitted only alone.
+    pub queue_bytes: usize,
     /// Forward passes running at once (blocking threads).
     pub compute_workers: usize,
+}
+
+impl BatchConfig {
+    /// The default byte budget: 64 MiB of queued text, a bounded share of a
+    /// 512 MiB pod beside the model and the bodies being read.
+    pub const DEFAULT_QUEUE_BYTES: usize = 64 << 20;
 }
 
 /// Predictions for one request, with the version that made them.
@@ -46,7 +59,22 @@ struct Job {
 pub struct Batcher {
     tx: mpsc::Sender<Job>,
     capacity: usize,
+    /// The byte budget in KiB permits, held by a request until it is answered.
+    budget: Arc<Semaphore>,
+    budget_kib: u32,
     metrics: Arc<Metrics>,
+}
+
+/// What a text costs beyond its bytes: the `String` and its share of the
+/// batch's bookkeeping.
+const PER_TEXT_OVERHEAD: usize = 64;
+
+/// The KiB of budget `texts` take (at least 1, at most the whole budget).
+fn cost_kib(texts: &[String], budget_kib: u32) -> u32 {
+    let bytes: usize = texts.iter().map(|t| t.len() + PER_TEXT_OVERHEAD).sum();
+    u32::try_from(bytes.div_ceil(1024))
+        .unwrap_or(u32::MAX)
+        .clamp(1, budget_kib)
 }
 
 /// The other end: gathers queued requests into batches and runs them. It is a
@@ -68,9 +96,17 @@ impl Batcher {
     ) -> (Self, Collector) {
         let capacity = config.queue_capacity.max(1);
         let (tx, rx) = mpsc::channel(capacity);
+        // KiB in a u32 (up to 4 TiB) stay far below a semaphore's maximum.
+        let budget_kib = u32::try_from(config.queue_bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .max(1);
         let batcher = Self {
             tx,
             capacity,
+            budget: Arc::new(Semaphore::new(
+                usize::try_from(budget_kib).unwrap_or(usize::MAX),
+            )),
+            budget_kib,
             metrics: metrics.clone(),
         };
         let collector = Collector {
@@ -82,8 +118,15 @@ impl Batcher {
         (batcher, collector)
     }
 
-    /// Predicts `texts` as part of some batch.
+    /// Predicts `texts` as part of some batch; refuses at once
+    /// ([`InferError::Overloaded`]) when the queue is full or its byte budget spent.
     pub async fn predict(&self, texts: Vec<String>) -> Result<Scored, InferError> {
+        // Held until the answer (or the request's end): the texts live that long.
+        let _bytes = self
+            .budget
+            .clone()
+            .try_acquire_many_owned(cost_kib(&texts, self.budget_kib))
+            .map_err(|_| InferError::Overloaded)?;
         let (reply, rx) = oneshot::channel();
         self.tx
             .try_send(Job { texts, reply })
@@ -188,5 +231,23 @@ fn run_batch(follower: &ModelFollower, metrics: &Metrics, jobs: Vec<Job>) {
                 let _ = job.reply.send(Err(InferError::Prediction(e.to_string())));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_costs_its_bytes_in_kib_within_the_budget() {
+        assert_eq!(cost_kib(&["a".to_string()], 1024), 1);
+        assert_eq!(cost_kib(&["a".repeat(10 * 1024)], 1024), 11);
+        let many = vec!["好".to_string(); 100];
+        assert_eq!(cost_kib(&many, 1024), 7, "100 x (3 + 64) bytes");
+        assert_eq!(
+            cost_kib(&["a".repeat(1 << 20)], 256),
+            256,
+            "alone, never refused forever"
+        );
     }
 }

@@ -23,7 +23,7 @@ pub fn document() -> Value {
         ("422", "Empty or whitespace-only text"),
         (
             "503",
-            "No model loaded yet, or the queue is full (see Retry-After)",
+            "No model loaded yet, or the queue is full in requests or bytes (see Retry-After)",
         ),
     ]);
     single_responses["200"] = json!({"description": "The sentiment", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Sentiment"}}}});
@@ -33,7 +33,7 @@ pub fn document() -> Value {
         ("422", "No texts, more than 256, or an empty text"),
         (
             "503",
-            "No model loaded yet, or the queue is full (see Retry-After)",
+            "No model loaded yet, or the queue is full in requests or bytes (see Retry-After)",
         ),
     ]);
     batch_responses["200"] = json!({"description": "One result per text, in order", "content": {"application/json": {"schema": {

@@ -67,6 +67,7 @@ fn config(dir: &Path) -> InferConfig {
             max_batch: 32,
             max_wait: Duration::from_millis(2),
             queue_capacity: 256,
+            queue_bytes: 64 << 20,
             compute_workers: 2,
         },
         // Tests reload by hand; the one about reloading under load sets its own.
@@ -456,6 +457,7 @@ async fn a_full_queue_sheds_load_with_503_and_retry_after() {
         max_batch: 1,
         max_wait: Duration::ZERO,
         queue_capacity: 1,
+        queue_bytes: 64 << 20,
         compute_workers: 1,
     };
     let app = Arc::new(spawn_app(cfg).await);
@@ -482,4 +484,72 @@ async fn a_full_queue_sheds_load_with_503_and_retry_after() {
         }
     }
     assert!(ok >= 1 && shed >= 1, "ok {ok}, shed {shed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_is_bounded_in_bytes_too() {
+    use bloginfer_service::Service;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let registry = Registry::open(dir.path()).expect("registry");
+    publish(&registry, 1, 32, true);
+    let mut cfg = config(dir.path());
+    cfg.max_body_bytes = 1 << 20;
+    cfg.batching.queue_bytes = 256 * 1024;
+    let service = Inference::build(cfg).expect("service");
+    service.reload_now().await;
+    // Served without its background tasks: nothing takes requests off the
+    // queue, so what is admitted stays admitted (as behind a slow model).
+    let host = Host::new(ServeConfig::default(), CancellationToken::new());
+    let (_, handle) = host.into_router();
+    let listener = bloginfer_service::bind("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("bind");
+    let server = handle.start(listener, service.routes()).expect("serve");
+    let url = format!("{}/v1/sentiment/batch", server.url());
+
+    // Three requests of 100 KiB of text each: far below the request bound
+    // (256 may wait), but over the byte budget (256 KiB) together.
+    let texts = vec!["好".repeat(25 * 1024 / 3); 4];
+    let body = json!({ "texts": texts }).to_string();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    let calls: Vec<_> = (0..3)
+        .map(|_| {
+            let (client, url, body) = (client.clone(), url.clone(), body.clone());
+            tokio::spawn(async move {
+                let resp = client
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .ok()?;
+                let retry = resp.headers().get("retry-after").cloned();
+                let status = resp.status().as_u16();
+                let body: Value = resp.json().await.ok()?;
+                Some((status, body, retry))
+            })
+        })
+        .collect();
+    let mut shed = 0;
+    for call in calls {
+        // `None`: still waiting after 5 s (admitted, and nothing serves the queue).
+        if let Some((status, body, retry)) = call.await.expect("call") {
+            assert_eq!(status, 503, "{body}");
+            assert_eq!(body["error"]["code"], "overloaded");
+            assert_eq!(
+                retry
+                    .and_then(|v| v.to_str().ok().map(String::from))
+                    .as_deref(),
+                Some("1")
+            );
+            shed += 1;
+        }
+    }
+    assert_eq!(
+        shed, 1,
+        "the request over the byte budget is refused at once"
+    );
 }

@@ -1,28 +1,35 @@
-//! The labelling task: takes the comments waiting for a label, turns human
-//! corrections into human samples, labels the rest with the LLM (or, without
-//! one, with the current model's confident predictions), judges each label
-//! by the policy and stores it. Failed LLM calls are retried later with a
-//! growing delay, so a broken or slow LLM only delays labels: commenting
-//! never waits for any of this.
+//! The labelling task: takes the comments waiting for a label, turns
+//! corrections into human samples (an admin's trusted, an article author's
+//! held for review), labels the rest with the LLM (one author's comments per
+//! request, or, without one, with the current model's confident
+//! predictions), judges each label by the policy and stores it. Failed LLM
+//! calls are retried later with a growing delay, so a broken or slow LLM only
+//! delays labels: commenting never waits for any of this. Each step beats a
+//! [`Heartbeat`] that `/readyz` reads, so a stuck loop shows.
 
 use bloginfer_service::common::now_millis;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bloginfer_db::Db;
 use bloginfer_model::ModelFollower;
 use bloginfer_service::tasks::sleep_or_cancelled;
-use bloginfer_service::{BoxFuture, CancellationToken, Readiness, Service, Supervisor};
+use bloginfer_service::CancellationToken;
 
 use crate::error::LabelerError;
+use crate::heartbeat::Heartbeat;
 use crate::llm::{LlmClient, LlmConfig};
 use crate::metrics::{Labelled, Metrics};
 use crate::opinion::CurrentModel;
 use crate::pii::mask;
-use crate::policy::FeedbackPolicy;
+use crate::policy::{FeedbackPolicy, Judgement};
 use crate::sample::{ModelView, Source, Verdict};
-use crate::store::{text_hash, CommentState, NewSample, PendingComment, SampleStore, Stored};
+use crate::store::{
+    text_hash, CommentState, NewSample, Origin, PendingComment, SampleStore, Stored,
+};
+
+pub use crate::service::LabelerService;
 
 /// How the labeler works through its queue.
 #[derive(Debug, Clone)]
@@ -42,6 +49,9 @@ pub struct LabelerConfig {
     /// Move the model follower to the registry's current version before each
     /// look (off when inference in the same process drives a shared follower).
     pub refresh_model: bool,
+    /// How long the labelling loop may go without a sign of life (a pass
+    /// begun, an LLM call or a label done) before `/readyz` calls it stuck.
+    pub stall_after: Duration,
 }
 
 impl Default for LabelerConfig {
@@ -54,6 +64,7 @@ impl Default for LabelerConfig {
             retry_delay: Duration::from_secs(30),
             no_model_delay: Duration::from_secs(30),
             refresh_model: true,
+            stall_after: Duration::from_secs(600),
         }
     }
 }
@@ -71,6 +82,8 @@ pub struct Pass {
     pub retried: usize,
     /// Comments given up on.
     pub failed: usize,
+    /// Author corrections beyond their corrector's cap (no sample).
+    pub capped: usize,
 }
 
 /// One comment on its way to a label.
@@ -88,6 +101,7 @@ pub struct Labeler {
     model: CurrentModel,
     config: LabelerConfig,
     metrics: Arc<Metrics>,
+    heartbeat: Heartbeat,
 }
 
 impl Labeler {
@@ -105,6 +119,32 @@ impl Labeler {
                 "the labeler's batch and attempts must be at least 1".into(),
             ));
         }
+        if config.stall_after <= config.poll_interval {
+            return Err(LabelerError::Config(
+                "the labeler's stall time must be longer than its poll interval".into(),
+            ));
+        }
+        if let Some(llm) = &llm {
+            // One LLM call may take every attempt's timeout and the waits between
+            // them; a stall limit below that calls a healthy labeler stuck.
+            let retries = llm.max_retries;
+            let longest_call = llm
+                .timeout
+                .saturating_mul(retries.saturating_add(1))
+                .saturating_add(
+                    llm.max_retry_after
+                        .max(Duration::from_secs(30))
+                        .saturating_mul(retries),
+                );
+            if config.stall_after < longest_call {
+                tracing::warn!(
+                    stall_after = ?config.stall_after,
+                    ?longest_call,
+                    "LABELER_STALL_SECONDS is shorter than one LLM call may take with its retries: \
+                     /readyz may call a slow but healthy labeler stuck"
+                );
+            }
+        }
         let metrics = Arc::new(Metrics::new());
         let llm = llm
             .map(|c| LlmClient::new(c, metrics.llm_requests.clone()))
@@ -116,6 +156,26 @@ impl Labeler {
             model: CurrentModel::new(model, config.refresh_model),
             config,
             metrics,
+            heartbeat: Heartbeat::new(),
+        })
+    }
+
+    /// Its last sign of life, which readiness holds against
+    /// [`LabelerConfig::stall_after`].
+    pub fn heartbeat(&self) -> &Heartbeat {
+        &self.heartbeat
+    }
+
+    /// How long it may go without a sign of life before it counts as stuck.
+    pub fn stall_after(&self) -> Duration {
+        self.config.stall_after
+    }
+
+    /// How long every LLM call is paused for by a 429 (zero when none is).
+    pub fn llm_paused_for(&self) -> Duration {
+        self.llm.as_ref().map_or(Duration::ZERO, |llm| {
+            llm.ready_at()
+                .saturating_duration_since(tokio::time::Instant::now())
         })
     }
 
@@ -151,11 +211,12 @@ impl Labeler {
     /// Labels until `token` is cancelled, one pass after another.
     pub async fn run(self: Arc<Self>, token: CancellationToken) {
         loop {
+            self.heartbeat.beat();
             match self.pass().await {
                 // A full batch that made progress: there may be more right away.
                 Ok(p)
                     if p.seen == self.config.batch
-                        && p.labelled + p.duplicates + p.failed > 0
+                        && p.labelled + p.duplicates + p.failed + p.capped > 0
                         && !token.is_cancelled() =>
                 {
                     continue
@@ -188,21 +249,40 @@ impl Labeler {
         for comment in pending {
             let text = mask(&comment.body).into_owned();
             let hash = text_hash(&text);
-            if let Some(label) = comment.human_label {
+            if let Some(correction) = comment.correction {
                 let verdict = Verdict {
-                    sentiment: label,
+                    sentiment: correction.label,
                     confidence: 1.0,
                     topics: Vec::new(),
                     reason: None,
                 };
+                // Only an admin's correction is a trusted label; an article
+                // author's is a proposal for the review queue.
+                let (origin, role) = if correction.trusted {
+                    (Origin::Admin, "admin")
+                } else {
+                    (Origin::Author, "author")
+                };
+                let labeler = match correction.by {
+                    Some(by) => format!("{role}:{by}"),
+                    None => role.to_string(),
+                };
+                let judgement = self.config.policy.judge_correction(correction.trusted);
                 let item = Item {
                     comment,
                     text,
                     hash,
                     model: None,
                 };
-                self.save(&item, &verdict, Source::Human, "human", &mut pass)
-                    .await?;
+                let label = Label {
+                    verdict: &verdict,
+                    source: Source::Human,
+                    labeler: &labeler,
+                    origin,
+                    corrected_by: correction.by,
+                };
+                self.save(&item, label, judgement, &mut pass).await?;
+                self.heartbeat.beat();
                 continue;
             }
             // The same text twice in one pass: the first one's label serves both.
@@ -236,6 +316,7 @@ impl Labeler {
                 None
             }
         };
+        self.heartbeat.beat();
         if let Some(views) = views {
             for (item, view) in items.iter_mut().zip(views) {
                 item.model = Some(view);
@@ -269,8 +350,9 @@ impl Labeler {
                 reason: None,
             };
             let labeler = format!("model:{}", view.version);
-            self.save(&item, &verdict, Source::Pseudo, &labeler, pass)
-                .await?;
+            let label = Label::weak(&verdict, Source::Pseudo, &labeler);
+            let judgement = self.judge(&item, &label);
+            self.save(&item, label, judgement, pass).await?;
         }
         Ok(())
     }
@@ -281,27 +363,21 @@ impl Labeler {
         items: Vec<Item>,
         pass: &mut Pass,
     ) -> Result<(), LabelerError> {
-        // Comments that failed before go one per call: a batch's bad answer
-        // should not keep failing the same neighbours.
-        let (fresh, retried): (Vec<Item>, Vec<Item>) =
-            items.into_iter().partition(|i| i.comment.attempts == 0);
-        let mut groups: Vec<Vec<Item>> = Vec::new();
-        let mut fresh = fresh.into_iter().peekable();
-        while fresh.peek().is_some() {
-            groups.push(fresh.by_ref().take(llm.config().batch_size).collect());
-        }
-        groups.extend(retried.into_iter().map(|i| vec![i]));
-        for group in groups {
+        for group in llm_groups(items, llm.config().batch_size) {
             // While a 429's wait is being honoured, leave the rest for a later pass.
             if llm.ready_at() > tokio::time::Instant::now() + Duration::from_secs(1) {
                 break;
             }
             let texts: Vec<String> = group.iter().map(|i| i.text.clone()).collect();
-            match llm.label(&texts).await {
+            self.heartbeat.beat();
+            let answer = llm.label(&texts).await;
+            self.heartbeat.beat();
+            match answer {
                 Ok(verdicts) => {
                     for (item, verdict) in group.iter().zip(&verdicts) {
-                        self.save(item, verdict, Source::Llm, llm.model(), pass)
-                            .await?;
+                        let label = Label::weak(verdict, Source::Llm, llm.model());
+                        let judgement = self.judge(item, &label);
+                        self.save(item, label, judgement, pass).await?;
                     }
                 }
                 Err(e) => {
@@ -340,31 +416,37 @@ impl Labeler {
         Ok(())
     }
 
+    /// The policy's judgement of a weak label, given the model's view.
+    fn judge(&self, item: &Item, label: &Label<'_>) -> Judgement {
+        self.config
+            .policy
+            .judge(label.source, label.verdict, item.model.as_ref())
+    }
+
     async fn save(
         &self,
         item: &Item,
-        verdict: &Verdict,
-        source: Source,
-        labeler: &str,
+        label: Label<'_>,
+        judgement: Judgement,
         pass: &mut Pass,
     ) -> Result<(), LabelerError> {
-        let judgement = self
-            .config
-            .policy
-            .judge(source, verdict, item.model.as_ref());
+        let source = label.source;
         let new = NewSample {
             text: &item.text,
             hash: &item.hash,
-            verdict,
+            verdict: label.verdict,
             source,
-            labeler,
+            labeler: label.labeler,
             model: item.model.as_ref(),
             status: judgement.status,
             status_reason: judgement.reason,
             comment_id: item.comment.id,
             author_id: item.comment.author_id,
+            origin: label.origin,
+            corrected_by: label.corrected_by,
         };
-        match self.store.store(&item.comment, &new).await? {
+        let cap = self.config.policy.max_author_corrections_per_day;
+        match self.store.store(&item.comment, &new, cap).await? {
             Stored::Inserted(_) | Stored::Replaced(_) => {
                 pass.labelled += 1;
                 self.metrics
@@ -379,6 +461,14 @@ impl Labeler {
                 pass.duplicates += 1;
                 self.metrics.duplicates.inc();
             }
+            Stored::Capped => {
+                pass.capped += 1;
+                tracing::info!(
+                    comment = item.comment.id,
+                    corrector = label.corrected_by,
+                    "an author's correction over the corrector's daily cap: no sample"
+                );
+            }
             // Corrected meanwhile: it is pending again and comes back next pass.
             Stored::Stale => {}
         }
@@ -386,35 +476,53 @@ impl Labeler {
     }
 }
 
-/// The labeler as a service of its host (the orchestrator's process, or `up`):
-/// no routes of its own (its API is the orchestrator's `/v1/feedback`), its
-/// metrics under `bloginfer_labeler_`, and its loop as a background task.
-pub struct LabelerService(pub Arc<Labeler>);
+/// A label on its way to the store: what it says and who gave it.
+struct Label<'a> {
+    verdict: &'a Verdict,
+    source: Source,
+    labeler: &'a str,
+    origin: Origin,
+    corrected_by: Option<i64>,
+}
 
-impl Service for LabelerService {
-    fn name(&self) -> &'static str {
-        "labeler"
+impl<'a> Label<'a> {
+    /// A labeler's (LLM or model) label.
+    fn weak(verdict: &'a Verdict, source: Source, labeler: &'a str) -> Self {
+        Self {
+            verdict,
+            source,
+            labeler,
+            origin: Origin::Labeler,
+            corrected_by: None,
+        }
     }
+}
 
-    fn routes(&self) -> axum::Router {
-        axum::Router::new()
-    }
-
-    fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
-        self.0.metrics.register(registry);
-    }
-
-    fn ready(&self) -> BoxFuture<'_, Readiness> {
-        let readiness = Readiness::ready()
-            .with("source", self.0.source().as_str())
-            .with("llm_model", self.0.llm_model().map(str::to_string));
-        Box::pin(async move { readiness })
-    }
-
-    fn spawn_background(&self, tasks: &Supervisor) {
-        let labeler = self.0.clone();
-        tasks.spawn("labeler", "labelling", false, move |token| {
-            labeler.clone().run(token)
+/// The LLM requests for `items`: one author's comments per request (so an
+/// instruction hidden in a comment can reach no one else's label), at most
+/// `batch_size` each, in the order of each author's first comment. Comments
+/// that failed before go one per request, so that a batch's bad answer does
+/// not keep failing the same neighbours.
+fn llm_groups(items: Vec<Item>, batch_size: usize) -> Vec<Vec<Item>> {
+    let batch_size = batch_size.max(1);
+    let (fresh, retried): (Vec<Item>, Vec<Item>) =
+        items.into_iter().partition(|i| i.comment.attempts == 0);
+    let mut by_author: Vec<Vec<Item>> = Vec::new();
+    let mut slot: HashMap<i64, usize> = HashMap::new();
+    for item in fresh {
+        let i = *slot.entry(item.comment.author_id).or_insert_with(|| {
+            by_author.push(Vec::new());
+            by_author.len() - 1
         });
+        by_author[i].push(item);
     }
+    let mut groups = Vec::new();
+    for author in by_author {
+        let mut rest = author.into_iter().peekable();
+        while rest.peek().is_some() {
+            groups.push(rest.by_ref().take(batch_size).collect());
+        }
+    }
+    groups.extend(retried.into_iter().map(|i| vec![i]));
+    groups
 }

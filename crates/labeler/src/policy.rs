@@ -43,6 +43,10 @@ pub struct FeedbackPolicy {
     /// Feedback may not push the training set's larger class past this many
     /// times the smaller one (0: no balancing).
     pub max_class_ratio: f64,
+    /// Most of one corrector's author corrections (article authors, not
+    /// admins) waiting in the review queue from the last 24 hours; later ones
+    /// are shown on the comment but never become samples (0: none do).
+    pub max_author_corrections_per_day: usize,
 }
 
 impl Default for FeedbackPolicy {
@@ -57,6 +61,7 @@ impl Default for FeedbackPolicy {
             disagreement_confidence: 0.8,
             max_per_author: 50,
             max_class_ratio: 1.5,
+            max_author_corrections_per_day: 20,
         }
     }
 }
@@ -134,6 +139,16 @@ impl FeedbackPolicy {
             return Err("the class ratio must be 0 (off) or at least 1".into());
         }
         Ok(())
+    }
+
+    /// What to do with a person's correction: an admin's is trusted and
+    /// accepted; an article author's is only a proposal, held for review.
+    pub fn judge_correction(&self, trusted: bool) -> Judgement {
+        if trusted {
+            Judgement::accepted()
+        } else {
+            Judgement::new(Status::Review, "author_correction")
+        }
     }
 
     /// What to do with a new label from `source`, given the model's view.

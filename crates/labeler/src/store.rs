@@ -1,8 +1,9 @@
 //! Training samples in the database (`training_samples`) and the comments
 //! waiting for a label (`comments.label_state IS NULL`). One sample per
-//! normalised text: a new label replaces a stored one only when its source
-//! ranks higher (human over LLM over pseudo), so a human correction always
-//! wins and a weak label never overwrites it.
+//! normalised text: a weak label replaces a stored one only when its source
+//! ranks higher (human over LLM over pseudo), an admin's correction replaces
+//! anything, and an article author's correction (a proposal held for review,
+//! capped per corrector) never replaces a label an admin set or reviewed.
 
 use bloginfer_service::common::now_millis;
 use std::collections::BTreeMap;
@@ -45,13 +46,38 @@ pub struct PendingComment {
     pub body: String,
     /// The comment's author (`users.id`); all of one author's samples share a shard key.
     pub author_id: i64,
-    /// The sentiment shown on it, when a human set it.
-    pub human_label: Option<Sentiment>,
+    /// The correction shown on it, when a person set its sentiment.
+    pub correction: Option<Correction>,
     /// Labelling attempts that failed so far; they lengthen the retry delay, and the
     /// comment is given up at `max_attempts`.
     pub attempts: u32,
     /// Its `updated_at`: the comment changed (a correction) when this did.
     pub version: i64,
+}
+
+/// A person's correction of a comment's sentiment, as the blog recorded it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Correction {
+    /// The label the person chose.
+    pub label: Sentiment,
+    /// Who corrected it (`users.id`); `None` for corrections older than the
+    /// column, or when the corrector's account is gone.
+    pub by: Option<i64>,
+    /// Whether the corrector is an admin: only then is it a trusted label.
+    pub trusted: bool,
+}
+
+/// Where a label comes from, which decides what it may replace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A labeler (the LLM or the model): replaces only a weaker source, and
+    /// never a label an admin set or reviewed.
+    Labeler,
+    /// An admin's correction: a trusted human label, replaces anything.
+    Admin,
+    /// An article author's correction: held for review, capped per corrector,
+    /// and never replaces a label an admin set or reviewed.
+    Author,
 }
 
 /// A label to store.
@@ -78,6 +104,10 @@ pub struct NewSample<'a> {
     pub comment_id: i64,
     /// The comment's author, from which the sample's shard key is derived.
     pub author_id: i64,
+    /// Who set the label: decides what it may replace.
+    pub origin: Origin,
+    /// The corrector, when the label is a correction.
+    pub corrected_by: Option<i64>,
 }
 
 /// What storing a label did.
@@ -91,6 +121,8 @@ pub enum Stored {
     Kept(i64),
     /// The comment changed meanwhile (a correction); nothing stored, it is pending again.
     Stale,
+    /// An author's correction over the corrector's daily cap: nothing stored.
+    Capped,
 }
 
 /// How a comment's labelling ended.
@@ -102,6 +134,8 @@ pub enum CommentState {
     Duplicate,
     /// Given up after the last attempt.
     Failed,
+    /// An author's correction beyond the corrector's cap: no sample.
+    Capped,
 }
 
 impl CommentState {
@@ -110,6 +144,7 @@ impl CommentState {
             Self::Labeled => "labeled",
             Self::Duplicate => "duplicate",
             Self::Failed => "failed",
+            Self::Capped => "capped",
         }
     }
 }
@@ -147,6 +182,8 @@ pub struct StoredSample {
     pub comment_id: Option<i64>,
     /// The comment's author, when the sample came from a comment.
     pub author_id: Option<i64>,
+    /// Who corrected it, when the label is a person's correction.
+    pub corrected_by: Option<i64>,
     /// Which worker shard it trains on.
     pub shard_key: String,
     /// Milliseconds since the epoch.
@@ -183,7 +220,7 @@ pub struct Stats {
     pub breakdown: Vec<StatsRow>,
     /// Samples some run trained on.
     pub used: u64,
-    /// Comments by labelling state (`pending`, `labeled`, `duplicate`, `failed`).
+    /// Comments by labelling state (`pending`, `labeled`, `duplicate`, `failed`, `capped`).
     pub comments: BTreeMap<String, u64>,
 }
 
@@ -212,7 +249,7 @@ pub enum Review {
 }
 
 const SAMPLE_COLUMNS: &str = "id, text, label, source, confidence, labeler, topics, reason, model_label, model_score, \
-     model_version, status, status_reason, comment_id, author_id, shard_key, created_at, updated_at, used_by_run, used_at";
+     model_version, status, status_reason, comment_id, author_id, corrected_by, shard_key, created_at, updated_at, used_by_run, used_at";
 
 fn corrupt(what: &str, value: &str) -> LabelerError {
     LabelerError::Corrupt(format!("{what} {value:?}"))
@@ -257,6 +294,7 @@ fn sample(row: &AnyRow) -> Result<StoredSample> {
         status_reason: row.try_get("status_reason")?,
         comment_id: row.try_get("comment_id")?,
         author_id: row.try_get("author_id")?,
+        corrected_by: row.try_get("corrected_by")?,
         shard_key: row.try_get("shard_key")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
@@ -277,12 +315,16 @@ impl SampleStore {
         Self { db }
     }
 
-    /// Up to `limit` comments waiting for a label whose retry time has come, oldest first.
+    /// Up to `limit` comments waiting for a label whose retry time has come,
+    /// oldest first, each with its correction and whether the corrector is an
+    /// admin now (an admin demoted since correcting is no longer trusted).
     pub async fn pending(&self, now: i64, limit: i64) -> Result<Vec<PendingComment>> {
         let rows = sqlx::query(
-            "SELECT id, body, author_id, sentiment_label, sentiment_source, label_attempts, updated_at \
-             FROM comments WHERE label_state IS NULL AND (label_after IS NULL OR label_after <= ?) \
-             ORDER BY id LIMIT ?",
+            "SELECT c.id, c.body, c.author_id, c.sentiment_label, c.sentiment_source, \
+             c.sentiment_corrected_by, COALESCE(u.admin, 0) AS corrector_admin, c.label_attempts, c.updated_at \
+             FROM comments c LEFT JOIN users u ON u.id = c.sentiment_corrected_by \
+             WHERE c.label_state IS NULL AND (c.label_after IS NULL OR c.label_after <= ?) \
+             ORDER BY c.id LIMIT ?",
         )
         .bind(now)
         .bind(limit)
@@ -292,8 +334,19 @@ impl SampleStore {
             .map(|row| {
                 let source: Option<String> = row.try_get("sentiment_source")?;
                 let label: Option<String> = row.try_get("sentiment_label")?;
-                let human_label = match source.as_deref() {
-                    Some("human") => label.as_deref().and_then(Sentiment::parse),
+                let by: Option<i64> = row.try_get("sentiment_corrected_by")?;
+                let admin: i64 = row.try_get("corrector_admin")?;
+                let correction = match source.as_deref() {
+                    Some("human") => {
+                        label
+                            .as_deref()
+                            .and_then(Sentiment::parse)
+                            .map(|label| Correction {
+                                label,
+                                by,
+                                trusted: by.is_some() && admin != 0,
+                            })
+                    }
                     _ => None,
                 };
                 let attempts = row.try_get::<i64, _>("label_attempts")?.clamp(0, 1000);
@@ -301,7 +354,7 @@ impl SampleStore {
                     id: row.try_get("id")?,
                     body: text(row, "body")?,
                     author_id: row.try_get("author_id")?,
-                    human_label,
+                    correction,
                     attempts: u32::try_from(attempts).unwrap_or(0),
                     version: row.try_get("updated_at")?,
                 })
@@ -332,15 +385,53 @@ impl SampleStore {
     }
 
     /// Stores `new` for `comment` and marks the comment labelled (or a
-    /// duplicate, when the text's sample keeps a stronger label), in one
-    /// transaction, unless the comment changed since it was read.
-    pub async fn store(&self, comment: &PendingComment, new: &NewSample<'_>) -> Result<Stored> {
+    /// duplicate, when the text's sample keeps its label), in one
+    /// transaction, unless the comment changed since it was read. An author's
+    /// correction beyond `author_cap` corrections of the same corrector held
+    /// for review in the last 24 hours stores nothing ([`Stored::Capped`]).
+    pub async fn store(
+        &self,
+        comment: &PendingComment,
+        new: &NewSample<'_>,
+        author_cap: usize,
+    ) -> Result<Stored> {
         let mut tx = self.db.write().begin().await?;
-        let existing = sqlx::query("SELECT id, source FROM training_samples WHERE text_hash = ?")
-            .bind(new.hash)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let existing = sqlx::query(
+            "SELECT id, source, status, status_reason FROM training_samples WHERE text_hash = ?",
+        )
+        .bind(new.hash)
+        .fetch_optional(&mut *tx)
+        .await?;
         let now = now_millis();
+        let replaces = match &existing {
+            None => true,
+            Some(row) => {
+                let source: String = row.try_get("source")?;
+                let old = Source::parse(&source).ok_or_else(|| corrupt("source", &source))?;
+                let status: String = row.try_get("status")?;
+                let reason: Option<String> = row.try_get("status_reason")?;
+                // An admin set it (a trusted correction, or a relabel in
+                // review) or decided on it in review.
+                let by_admin = reason.as_deref() == Some("reviewed")
+                    || (old == Source::Human && status == Status::Accepted.as_str());
+                match new.origin {
+                    Origin::Admin => true,
+                    Origin::Author => !by_admin,
+                    Origin::Labeler => new.source > old && !by_admin,
+                }
+            }
+        };
+        if replaces && new.origin == Origin::Author {
+            let held = held_for_review(&mut tx, new.corrected_by, now).await?;
+            if held >= u64::try_from(author_cap).unwrap_or(u64::MAX) {
+                if !finish_comment(&mut tx, comment, CommentState::Capped).await? {
+                    tx.rollback().await?;
+                    return Ok(Stored::Stale);
+                }
+                tx.commit().await?;
+                return Ok(Stored::Capped);
+            }
+        }
         let stored = match existing {
             None => {
                 // The label's columns first, in the order `bind_label` binds them.
@@ -356,9 +447,7 @@ impl SampleStore {
             }
             Some(row) => {
                 let id: i64 = row.try_get("id")?;
-                let source: String = row.try_get("source")?;
-                let old = Source::parse(&source).ok_or_else(|| corrupt("source", &source))?;
-                if new.source > old || new.source == Source::Human {
+                if replaces {
                     let sets = LABEL_COLUMNS.replace(", ", " = ?, ");
                     let sql = format!("UPDATE training_samples SET {sets} = ? WHERE id = ?");
                     bind_label(sqlx::query(&sql), new, now)
@@ -457,7 +546,7 @@ impl SampleStore {
             sqlx::query("SELECT label_state, COUNT(*) AS n FROM comments GROUP BY label_state")
                 .fetch_all(self.db.read())
                 .await?;
-        for state in ["pending", "labeled", "duplicate", "failed"] {
+        for state in ["pending", "labeled", "duplicate", "failed", "capped"] {
             stats.comments.insert(state.into(), 0);
         }
         for row in &rows {
@@ -594,7 +683,7 @@ impl SampleStore {
 
 /// The columns a label sets, on insert and on replace alike.
 const LABEL_COLUMNS: &str = "text, label, source, confidence, labeler, topics, reason, model_label, \
-     model_score, model_version, status, status_reason, comment_id, author_id, shard_key, updated_at";
+     model_score, model_version, status, status_reason, comment_id, author_id, corrected_by, shard_key, updated_at";
 
 type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
@@ -618,8 +707,39 @@ fn bind_label<'q>(query: AnyQuery<'q>, new: &NewSample<'q>, now: i64) -> AnyQuer
         .bind(new.status_reason)
         .bind(new.comment_id)
         .bind(new.author_id)
+        .bind(new.corrected_by)
         .bind(shard_key(new.author_id))
         .bind(now)
+}
+
+/// How many of `corrector`'s author corrections wait in review, counting
+/// those labelled in the 24 hours before `now` (`None`: a corrector whose
+/// account is gone, counted together).
+async fn held_for_review(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    corrector: Option<i64>,
+    now: i64,
+) -> Result<u64> {
+    const DAY_MS: i64 = 24 * 3600 * 1000;
+    let who = if corrector.is_some() {
+        "corrected_by = ?"
+    } else {
+        "corrected_by IS NULL"
+    };
+    let sql = format!(
+        "SELECT COUNT(*) AS n FROM training_samples WHERE {who} AND status = 'review' \
+         AND status_reason = 'author_correction' AND updated_at >= ?"
+    );
+    let mut query = sqlx::query(&sql);
+    if let Some(id) = corrector {
+        query = query.bind(id);
+    }
+    let n: i64 = query
+        .bind(now.saturating_sub(DAY_MS))
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get("n")?;
+    Ok(u64::try_from(n).unwrap_or(0))
 }
 
 /// Sets the comment's labelling state unless it changed since it was read.

@@ -35,6 +35,9 @@ pub enum OrchestratorError {
     /// A setting is unusable.
     #[error("configuration: {0}")]
     Config(String),
+    /// The admin token is too weak to use.
+    #[error("configuration: {0}")]
+    AdminToken(#[from] crate::http::AdminTokenError),
 }
 
 impl OrchestratorError {

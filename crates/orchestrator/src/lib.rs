@@ -3,9 +3,10 @@
 //! snapshot the training data (the corpus plus accepted feedback) into one
 //! shard per worker, launch the aggregator and the workers (as local processes
 //! or as Kubernetes Jobs), follow the rounds, judge the candidate on the fixed
-//! evaluation split, promote it unless it is worse than the current model by
-//! more than a margin, and roll inference out. Everything is recorded in the
-//! database, so a restarted orchestrator picks its runs up where they were.
+//! evaluation split, promote it unless it is worse than the current model or
+//! the best model ever promoted by more than a margin, and roll inference
+//! out. Everything is recorded in the database, so a restarted orchestrator
+//! picks its runs up where they were.
 //!
 //! - [`store`]: runs in the database;
 //! - [`snapshot`]: a run's data cut into shard files;
@@ -13,6 +14,8 @@
 //! - [`launcher`]: the launcher trait, local processes and Kubernetes Jobs;
 //! - [`runner`]: one run from start to decision;
 //! - [`evaluate`]: judging a candidate;
+//! - [`promotions`]: what promoted versions scored (the gate's floor);
+//! - [`overlap`]: near-duplicates of evaluation texts, kept out of training;
 //! - [`retention`]: old models and run directories;
 //! - [`http`]: the admin API;
 //! - [`metrics`]: Prometheus metrics.
@@ -29,6 +32,8 @@ pub mod feedback;
 pub mod http;
 pub mod launcher;
 pub mod metrics;
+pub mod overlap;
+pub mod promotions;
 pub mod retention;
 pub mod runner;
 pub mod snapshot;
@@ -143,6 +148,8 @@ pub struct Inner {
     protected: Mutex<HashMap<String, String>>,
     /// Where run drivers are spawned; set when the host starts the background tasks.
     tasks: OnceLock<Supervisor>,
+    /// The evaluation split's name in the promotion record (its fingerprint).
+    evaluation_split: String,
 }
 
 /// The training daemon: starts runs one at a time, follows them, and judges
@@ -151,6 +158,7 @@ pub struct Inner {
 pub struct Orchestrator {
     inner: Arc<Inner>,
     auth: Arc<http::AdminAuth>,
+    behind_proxy: bool,
 }
 
 /// Who asked for the run that trains `bloginfer up`'s first model; it does
@@ -225,6 +233,7 @@ impl Orchestrator {
         })?;
         let registry = Registry::open(&config.models_dir)?;
         let auth = Arc::new(http::AdminAuth::new(&config.admin)?);
+        let evaluation_split = evaluate::split_id(&config.evaluation);
         let inner = Arc::new(Inner {
             config,
             db,
@@ -236,8 +245,22 @@ impl Orchestrator {
             trigger: tokio::sync::Mutex::new(false),
             protected: Mutex::new(HashMap::new()),
             tasks: OnceLock::new(),
+            evaluation_split,
         });
-        Ok(Self { inner, auth })
+        Ok(Self {
+            inner,
+            auth,
+            behind_proxy: false,
+        })
+    }
+
+    /// Takes client addresses (what failed admin authentications are counted
+    /// against) from the last `X-Forwarded-For` entry, for an orchestrator
+    /// that is only reached through a reverse proxy that appends it.
+    #[must_use]
+    pub fn behind_proxy(mut self, yes: bool) -> Self {
+        self.behind_proxy = yes;
+        self
     }
 
     /// Picks up runs an earlier orchestrator left unfinished, once: the
@@ -467,6 +490,7 @@ impl Service for Orchestrator {
         http::routes(Arc::new(http::ApiState {
             orchestrator: self.clone(),
             auth: self.auth.clone(),
+            behind_proxy: self.behind_proxy,
         }))
     }
 

@@ -228,6 +228,13 @@ async fn take_snapshot(inner: &Inner, run: &mut Run) -> Result<(), Stop> {
             .await
             .map_err(|e| Stop::Failed(format!("cannot record the feedback used: {e}")))?;
     }
+    if snap.held_out_feedback > 0 {
+        tracing::warn!(
+            run = %run.id,
+            held_out = snap.held_out_feedback,
+            "feedback samples left out as near-duplicates of evaluation texts"
+        );
+    }
     run.worker_samples = snap.worker_samples;
     run.train_samples = snap.train_samples;
     run.feedback_samples = snap.feedback_samples;
@@ -390,7 +397,13 @@ async fn judge(inner: &Inner, run: &mut Run) -> Result<bool, Stop> {
     run.previous_version = verdict.previous.as_ref().map(|(v, _)| v.clone());
     run.previous_accuracy = verdict.previous.as_ref().map(|(_, m)| m.accuracy);
     run.decision = Some(verdict.reason.clone());
-    tracing::info!(run = %run.id, promote = verdict.promote, "{}", verdict.reason);
+    tracing::info!(
+        run = %run.id,
+        promote = verdict.promote,
+        best = ?verdict.best.as_ref().map(|b| (&b.version, b.accuracy)),
+        "{}",
+        verdict.reason
+    );
     Ok(verdict.promote)
 }
 
@@ -404,6 +417,27 @@ async fn promote(inner: &Inner, run: &mut Run) -> Result<(), Stop> {
         .set_current(&candidate)
         .map_err(OrchestratorError::from)?;
     run.promoted = true;
+    // The floor for later candidates. Should this fail, the next judgement
+    // records the version anyway, as the current one.
+    let registry = inner.registry.clone();
+    let (version, split, source) = (
+        candidate.clone(),
+        inner.evaluation_split.clone(),
+        format!("run {}", run.id),
+    );
+    let accuracy = run.candidate_accuracy;
+    let recorded = tokio::task::spawn_blocking(move || match accuracy {
+        Some(accuracy) => {
+            evaluate::record_promotion(&registry, &version, &split, accuracy, &source)
+        }
+        None => Ok(()),
+    })
+    .await;
+    match recorded {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(run = %run.id, "cannot record the promotion: {e}"),
+        Err(e) => tracing::error!(run = %run.id, "the promotion record task failed: {e}"),
+    }
     if let Err(e) = inner.launcher.roll_out(&candidate).await {
         // The registry pointer is switched, and inference follows it by
         // itself; the failed roll-out is worth knowing, not a failed run.

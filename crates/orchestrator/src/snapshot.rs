@@ -2,14 +2,14 @@
 //! corpus's training split plus the accepted feedback samples, each example in
 //! exactly one shard (corpus rows by their text's stable key, feedback samples
 //! by their shard key, so one author's comments stay on one worker, as they
-//! would on a real client). The fixed evaluation split never enters a shard.
+//! would on a real client). The fixed evaluation split never enters a shard,
+//! nor does feedback that is a near-duplicate of it ([`crate::overlap`]).
 //!
 //! The run directory (`<runs dir>/<run id>/`, the same path inside every pod
 //! that mounts it) has the layout of [`bloginfer_fl::spec`]; the validation
 //! data there is the fixed evaluation split, for the aggregator's per-round
 //! check, and the vocabulary is built from the shards' data.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use bloginfer_fl::launcher::{write_run_files, write_worker};
@@ -20,6 +20,7 @@ use bloginfer_model::train::build_vocab;
 use bloginfer_model::ModelConfig;
 
 use crate::error::{OrchestratorError, Result};
+use crate::overlap::HeldOut;
 use crate::store::WorkerSamples;
 
 /// A labelled comment accepted for training.
@@ -68,6 +69,8 @@ pub struct Snapshot {
     pub feedback_samples: u64,
     /// The feedback samples used (ids).
     pub feedback_ids: Vec<i64>,
+    /// Feedback samples left out as near-duplicates of evaluation texts.
+    pub held_out_feedback: u64,
     /// SHA-256 of the training data, shard by shard.
     pub fingerprint: String,
 }
@@ -79,12 +82,12 @@ pub fn write(dir: &Path, inputs: &Inputs<'_>, token: &str) -> Result<Snapshot> {
             "a run needs at least one worker".into(),
         ));
     }
-    // A feedback text that is also an evaluation text would leak the answer.
-    let held_out: HashSet<&str> = inputs.evaluation.iter().map(|e| e.text.as_str()).collect();
+    // A feedback text that is (nearly) an evaluation text would leak the answer.
+    let held_out = HeldOut::new(inputs.evaluation.iter().map(|e| e.text.as_str()));
     let feedback: Vec<&FeedbackSample> = inputs
         .feedback
         .iter()
-        .filter(|s| !held_out.contains(s.text.as_str()))
+        .filter(|s| !held_out.contains(&s.text))
         .collect();
     let mut shards = partition(inputs.corpus, inputs.workers, Partition::Iid, inputs.seed)?;
     for sample in &feedback {
@@ -129,6 +132,7 @@ pub fn write(dir: &Path, inputs: &Inputs<'_>, token: &str) -> Result<Snapshot> {
         train_samples: count(all.len()),
         feedback_samples: count(feedback.len()),
         feedback_ids: feedback.iter().map(|s| s.id).collect(),
+        held_out_feedback: count(inputs.feedback.len() - feedback.len()),
         fingerprint: data::fingerprint(&all),
     })
 }

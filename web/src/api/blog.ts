@@ -6,6 +6,7 @@ import type {
   ArticleList,
   ArticleListQuery,
   Comment,
+  CommentPage,
   LoginCredentials,
   Profile,
   Registration,
@@ -48,7 +49,9 @@ export const articlesApi = {
 }
 
 export const commentsApi = {
-  list: async (slug: string) => (await http.get<{ comments: Comment[] }>(`/api/articles/${seg(slug)}/comments`)).comments,
+  /** A page of the article's comments, oldest first; `commentsCount` is all of them (absent on servers that do not page). */
+  page: (slug: string, query: { limit?: number; offset?: number } = {}) =>
+    http.get<CommentPage>(`/api/articles/${seg(slug)}/comments`, { ...query }),
   create: async (slug: string, body: string) =>
     (await http.post<{ comment: Comment }>(`/api/articles/${seg(slug)}/comments`, { comment: { body } })).comment,
   remove: (slug: string, id: number) => http.delete(`/api/articles/${seg(slug)}/comments/${id}`),

@@ -54,6 +54,13 @@ export interface Comment {
   sentiment: CommentSentiment | null
 }
 
+/** `GET /api/articles/:slug/comments`: a page, oldest first, and how many there are. */
+export interface CommentPage {
+  comments: Comment[]
+  /** All of the article's comments; absent on a RealWorld server that does not page. */
+  commentsCount?: number
+}
+
 export interface ArticleDraft {
   title: string
   description: string
@@ -74,6 +81,8 @@ export interface UserUpdate {
   email?: string
   username?: string
   password?: string
+  /** Required by the server when `email` or `password` changes. */
+  currentPassword?: string
   bio?: string | null
   image?: string | null
 }

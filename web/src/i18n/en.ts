@@ -81,6 +81,7 @@ const en = {
     delete: 'Delete comment',
     empty: 'No comments yet.',
     pending: 'Reading the mood of {count} comment… | Reading the mood of {count} comments…',
+    more: 'Show {count} more comment | Show {count} more comments',
   },
   sentiment: {
     positive: 'Positive',
@@ -121,6 +122,7 @@ const en = {
     bio: 'Short bio about you',
     email: 'Email',
     password: 'New Password',
+    currentPassword: 'Current password (needed to change the email or password)',
     update: 'Update Settings',
     logout: 'Or click here to logout.',
   },

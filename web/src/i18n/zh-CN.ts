@@ -83,6 +83,7 @@ const zhCN: MessageSchema = {
     delete: '删除评论',
     empty: '还没有评论。',
     pending: '正在分析 {count} 条评论的情感…',
+    more: '再显示 {count} 条评论',
   },
   sentiment: {
     positive: '正面',
@@ -123,6 +124,7 @@ const zhCN: MessageSchema = {
     bio: '个人简介',
     email: '邮箱',
     password: '新密码',
+    currentPassword: '当前密码（修改邮箱或密码时需要）',
     update: '更新设置',
     logout: '或点此退出登录。',
   },

@@ -78,3 +78,24 @@ describe('posting a comment', () => {
     useCommentsStore().stop()
   })
 })
+
+describe('more comments', () => {
+  it('offers the next page while there is one, and hides the button after the last', async () => {
+    const all = Array.from({ length: 25 }, (_, i) => comment(i + 1))
+    const fetch = mockFetch().on('GET', LIST, (call) => {
+      const offset = Number(call.query.get('offset') ?? 0)
+      const limit = Number(call.query.get('limit') ?? 20)
+      return json({ comments: all.slice(offset, offset + limit), commentsCount: all.length })
+    })
+    await useCommentsStore().load('hello')
+    const { wrapper } = await mountApp(CommentsSection, { props: { article: post } })
+    expect(wrapper.findAll('[data-testid="comment-body"]')).toHaveLength(20)
+    const more = wrapper.get('[data-testid="comments-more"]')
+    expect(more.text()).toContain('5')
+    await more.trigger('click')
+    await flushPromises()
+    expect(fetch.calls[1]!.query.get('offset')).toBe('20')
+    expect(wrapper.findAll('[data-testid="comment-body"]')).toHaveLength(25)
+    expect(wrapper.find('[data-testid="comments-more"]').exists()).toBe(false)
+  })
+})

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { useCommentsStore, POLL_BASE_MS } from '@/stores/comments'
-import { json, mockFetch, type Reply } from '../helpers/fetch'
+import { useCommentsStore, PAGE_SIZE, POLL_BASE_MS } from '@/stores/comments'
+import { json, mockFetch, type Call, type Reply } from '../helpers/fetch'
 import { comment, sentiment } from '../helpers/fixtures'
 
 const LIST = '/api/articles/hello/comments'
@@ -112,5 +112,80 @@ describe('comments store', () => {
     await store.remove(2)
     expect(fetch.callsTo('DELETE', `${LIST}/2`)).toHaveLength(1)
     expect(store.comments.map((c) => c.id)).toEqual([1])
+  })
+
+  describe('paging', () => {
+    // The server's comments, oldest first, answered a page at a time as the API does.
+    function server(count: number, pending: (id: number) => boolean = () => false) {
+      return (call: Call): Reply => {
+        const limit = Number(call.query.get('limit') ?? 20)
+        const offset = Number(call.query.get('offset') ?? 0)
+        const all = Array.from({ length: count }, (_, i) => comment(i + 1, pending(i + 1) ? { sentiment: null } : {}))
+        return json({ comments: all.slice(offset, offset + limit), commentsCount: count })
+      }
+    }
+
+    it('loads the first page, then more on request, until all are shown', async () => {
+      const fetch = mockFetch().on('GET', LIST, server(45))
+      const store = useCommentsStore()
+      await store.load('hello')
+      expect(PAGE_SIZE).toBe(20)
+      expect(store.comments.map((c) => c.id)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1))
+      expect(store.total).toBe(45)
+      expect(store.hasMore).toBe(true)
+      await store.loadMore()
+      expect(fetch.calls[1]!.query.get('offset')).toBe('20')
+      expect(fetch.calls[1]!.query.get('limit')).toBe('20')
+      expect(store.comments).toHaveLength(40)
+      await store.loadMore()
+      expect(store.comments.map((c) => c.id).slice(-5)).toEqual([41, 42, 43, 44, 45])
+      expect(store.hasMore).toBe(false)
+      await store.loadMore()
+      expect(fetch.calls).toHaveLength(3)
+    })
+
+    it('polls the pages already shown, not the whole list', async () => {
+      const fetch = mockFetch().on('GET', LIST, server(300, (id) => id === 30))
+      const store = useCommentsStore()
+      await store.load('hello')
+      expect(store.polling).toBe(false)
+      await store.loadMore()
+      expect(store.pendingCount).toBe(1)
+      await vi.advanceTimersByTimeAsync(POLL_BASE_MS)
+      const poll = fetch.calls[2]!
+      expect([poll.query.get('offset'), poll.query.get('limit')]).toEqual(['0', '40'])
+      expect(store.comments).toHaveLength(40)
+      store.stop()
+    })
+
+    it('keeps a comment posted here on top, and counts it once', async () => {
+      let count = 40
+      const fetch = mockFetch()
+        .on('GET', LIST, (call) => server(count)(call))
+        .on('POST', LIST, () => {
+          count = 41
+          return json({ comment: comment(41, { body: 'mine' }) })
+        })
+      const store = useCommentsStore()
+      await store.load('hello')
+      await store.post('mine')
+      expect(store.comments[0]!.body).toBe('mine')
+      expect(store.total).toBe(41)
+      expect(store.hasMore).toBe(true)
+      await store.loadMore()
+      expect(store.comments).toHaveLength(41)
+      expect(store.comments.map((c) => c.id).slice(-2)).toEqual([39, 40])
+      expect(store.hasMore).toBe(false)
+      await store.loadMore()
+      expect(fetch.callsTo('GET', LIST)).toHaveLength(2)
+    })
+
+    it('works with a server that does not page', async () => {
+      mockFetch().on('GET', LIST, json({ comments: [comment(1), comment(2)] }))
+      const store = useCommentsStore()
+      await store.load('hello')
+      expect(store.total).toBe(2)
+      expect(store.hasMore).toBe(false)
+    })
   })
 })

@@ -1,4 +1,8 @@
-//! `/api/articles/:slug/comments` with sentiment, and the correction endpoint.
+//! `/api/articles/:slug/comments` with sentiment, and the correction endpoint:
+//! listing a page at a time in [`list`], creating in [`create`].
+
+mod create;
+mod list;
 
 use std::sync::Arc;
 
@@ -12,27 +16,23 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::profiles::Profile;
-use crate::error::{ApiError, Problems};
-use crate::extract::{AuthUser, JsonBody, MaybeAuthUser};
+use crate::error::ApiError;
+use crate::extract::{AuthUser, JsonBody};
 use crate::AppState;
 
 pub(crate) fn router() -> Router<Arc<AppState>> {
     Router::new()
-        .route("/api/articles/{slug}/comments", get(list).post(create))
+        .route(
+            "/api/articles/{slug}/comments",
+            get(list::list).post(create::create),
+        )
         .route("/api/articles/{slug}/comments/{id}", delete(remove))
         .route("/api/articles/{slug}/comments/{id}/sentiment", put(correct))
 }
 
-const COMMENT_MAX_BYTES: usize = 10 * 1024;
-
 #[derive(Deserialize, Serialize)]
 struct CommentBody<T> {
     comment: T,
-}
-
-#[derive(Deserialize)]
-struct NewComment {
-    body: String,
 }
 
 #[derive(Deserialize)]
@@ -124,121 +124,6 @@ async fn one(
     Ok((author, comment(&row)?))
 }
 
-#[derive(Serialize)]
-struct Comments {
-    comments: Vec<Comment>,
-}
-
-/// A comment as cached: the same for every viewer (`following` is filled per request).
-#[derive(Serialize, Deserialize)]
-struct Cached {
-    author_id: i64,
-    comment: Comment,
-}
-
-/// The article's comments, oldest first, from the cache or the database.
-async fn all_comments(state: &AppState, article: i64) -> Result<Vec<Cached>, ApiError> {
-    let key = crate::cache::comments_key(article);
-    if let Some(cached) = state.cache.get::<Vec<Cached>>(&key, &state.metrics).await {
-        return Ok(cached);
-    }
-    let sql = format!("{SELECT} WHERE c.article_id = ? ORDER BY c.created_at, c.id");
-    let rows = sqlx::query(&sql)
-        .bind(-1i64)
-        .bind(article)
-        .fetch_all(state.db.read())
-        .await?;
-    let list = rows
-        .iter()
-        .map(|row| {
-            Ok(Cached {
-                author_id: row.try_get("author_id")?,
-                comment: comment(row)?,
-            })
-        })
-        .collect::<Result<Vec<_>, ApiError>>()?;
-    state.cache.put(&key, &list, &state.metrics).await;
-    Ok(list)
-}
-
-async fn list(
-    State(state): State<Arc<AppState>>,
-    MaybeAuthUser(viewer): MaybeAuthUser,
-    Path(slug): Path<String>,
-) -> Result<Json<Comments>, ApiError> {
-    let (article, _) = article_of(&state, &slug).await?;
-    let cached = all_comments(&state, article).await?;
-    let followed: std::collections::HashSet<i64> = match viewer {
-        Some(me) => sqlx::query("SELECT followed_id FROM follows WHERE follower_id = ?")
-            .bind(me.user_id)
-            .fetch_all(state.db.read())
-            .await?
-            .iter()
-            .map(|r| r.try_get("followed_id"))
-            .collect::<Result<_, _>>()?,
-        None => Default::default(),
-    };
-    let comments = cached
-        .into_iter()
-        .map(
-            |Cached {
-                 author_id,
-                 mut comment,
-             }| {
-                comment.author.following = followed.contains(&author_id);
-                comment
-            },
-        )
-        .collect();
-    Ok(Json(Comments { comments }))
-}
-
-async fn create(
-    State(state): State<Arc<AppState>>,
-    AuthUser(me): AuthUser,
-    Path(slug): Path<String>,
-    JsonBody(body): JsonBody<CommentBody<NewComment>>,
-) -> Result<(StatusCode, Json<CommentBody<Comment>>), ApiError> {
-    let text = body.comment.body;
-    let mut p = Problems::default();
-    p.check(text.trim().is_empty(), "body", "can't be blank");
-    p.check(
-        text.len() > COMMENT_MAX_BYTES,
-        "body",
-        "is too long (maximum is 10 KB)",
-    );
-    p.into_result()?;
-    let (article, _) = article_of(&state, &slug).await?;
-    let now = now_millis();
-    let sql = state.db.returning_id(
-        "INSERT INTO comments (article_id, author_id, body, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
-    );
-    let query = sqlx::query(&sql)
-        .bind(article)
-        .bind(me.user_id)
-        .bind(&text)
-        .bind(now)
-        .bind(now);
-    let id = state.db.insert(query, state.db.write()).await?;
-    state
-        .cache
-        .invalidate(&crate::cache::comments_key(article), &state.metrics)
-        .await;
-    // Stored first; sentiment is a best effort within the client's short timeout.
-    if let Some(client) = &state.sentiment {
-        match client.score(std::slice::from_ref(&text)).await {
-            Ok(scored) => {
-                if let Some(s) = scored.first() {
-                    crate::sentiment::store(&state, id, s).await?;
-                }
-            }
-            Err(e) => tracing::warn!(comment = id, "sentiment pending: {e}"),
-        }
-    }
-    let (_, comment) = one(&state, article, id, Some(me.user_id)).await?;
-    Ok((StatusCode::CREATED, Json(CommentBody { comment })))
-}
-
 async fn remove(
     State(state): State<Arc<AppState>>,
     AuthUser(me): AuthUser,
@@ -281,15 +166,18 @@ async fn correct(
         return Err(ApiError::Forbidden);
     }
     let score = if label == "positive" { 1.0 } else { 0.0 };
-    // `label_state = NULL` hands the comment back to the labeler, which turns
-    // the correction into a human training sample over any weak label.
+    // Shown on the comment at once, whoever corrected it. `label_state = NULL`
+    // hands the comment back to the labeler, which reads the corrector: an
+    // admin's correction is a trusted human label, an author's only a proposal
+    // for the review queue (docs/feedback.md, "Corrections").
     sqlx::query(
         "UPDATE comments SET sentiment_label = ?, sentiment_score = ?, sentiment_model_version = NULL, \
-         sentiment_source = 'human', updated_at = ?, label_state = NULL, label_attempts = 0, \
-         label_after = NULL WHERE id = ?",
+         sentiment_source = 'human', sentiment_corrected_by = ?, updated_at = ?, label_state = NULL, \
+         label_attempts = 0, label_after = NULL WHERE id = ?",
     )
     .bind(&label)
     .bind(score)
+    .bind(me.user_id)
     .bind(now_millis())
     .bind(id)
     .execute(state.db.write())

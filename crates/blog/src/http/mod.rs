@@ -29,7 +29,15 @@ pub fn routes(state: Arc<AppState>) -> Router {
             Method::DELETE,
             Method::OPTIONS,
         ])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            header::HeaderName::from_static("x-requested-with"),
+            header::HeaderName::from_static("idempotency-key"),
+        ])
+        // Browsers may reuse a preflight for ten minutes instead of asking before every call.
+        .max_age(std::time::Duration::from_secs(600))
         // Every answer is the same for every origin and preflight (`*`, fixed
         // lists), so no `Vary`; and axum clones this layer for every request,
         // where the default `Vary` list was an allocation each time.

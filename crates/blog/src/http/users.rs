@@ -6,15 +6,14 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use bloginfer_service::common::{now_millis, random_hex};
+use bloginfer_service::common::now_millis;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use crate::auth::{hash_password, verify_password};
 use crate::error::{unique_violation, ApiError, Problems};
 use crate::extract::{AuthUser, ClientIp, JsonBody};
 use crate::limit::Limited;
-use crate::AppState;
+use crate::{names, AppState};
 
 pub(crate) fn router() -> Router<Arc<AppState>> {
     Router::new()
@@ -42,14 +41,24 @@ struct Login {
     password: String,
 }
 
+/// A settings change. `bio` and `image` distinguish "not sent" (keep) from
+/// `null` or `""` (clear); changing the e-mail or password needs the current one.
 #[derive(Deserialize, Default)]
-#[serde(default)]
+#[serde(default, rename_all = "camelCase")]
 struct UpdateUser {
     email: Option<String>,
     username: Option<String>,
     password: Option<String>,
-    bio: Option<String>,
-    image: Option<String>,
+    current_password: Option<String>,
+    #[serde(deserialize_with = "present")]
+    bio: Option<Option<String>>,
+    #[serde(deserialize_with = "present")]
+    image: Option<Option<String>>,
+}
+
+/// A field that is present (even as `null`) becomes `Some`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
 }
 
 /// The user object of the API.
@@ -63,20 +72,13 @@ struct User {
     admin: bool,
 }
 
+// `username` also matches the skeleton's constraint (`user_username_skeleton_key`).
 const USER_FIELDS: [(&str, &str); 2] = [("username", "username"), ("email", "email")];
 
 fn check_username(p: &mut Problems, username: &str) {
-    p.check(username.trim().is_empty(), "username", "can't be blank");
-    p.check(
-        username.chars().count() > 64,
-        "username",
-        "is too long (maximum is 64 characters)",
-    );
-    p.check(
-        username.chars().any(|c| c.is_whitespace() || c == '/'),
-        "username",
-        "may not contain spaces or slashes",
-    );
+    if let Some(problem) = names::problem(username) {
+        p.check(true, "username", problem);
+    }
 }
 
 fn check_email(p: &mut Problems, email: &str) {
@@ -96,10 +98,45 @@ fn check_password(p: &mut Problems, password: &str) {
     p.check(password.len() > 1024, "password", "is too long");
 }
 
-async fn hashed(password: String) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
+/// 422 when `username` (or a look-alike) or `email` belongs to someone other
+/// than `me`; checked before any password is hashed. The unique constraints
+/// still decide races.
+async fn check_taken(
+    state: &AppState,
+    me: Option<i64>,
+    username: Option<&str>,
+    email: Option<&str>,
+) -> Result<(), ApiError> {
+    let mut p = Problems::default();
+    if let Some(username) = username {
+        let owner =
+            sqlx::query("SELECT id FROM users WHERE username = ? OR username_skeleton = ? LIMIT 1")
+                .bind(username)
+                .bind(names::skeleton(username))
+                .fetch_optional(state.db.read())
+                .await?;
+        let taken = match owner {
+            Some(row) => Some(row.try_get::<i64, _>("id")?) != me,
+            None => false,
+        };
+        p.check(taken, "username", "has already been taken");
+    }
+    if let Some(email) = email {
+        let owner = sqlx::query("SELECT id FROM users WHERE email = ?")
+            .bind(email)
+            .fetch_optional(state.db.read())
+            .await?;
+        let taken = match owner {
+            Some(row) => Some(row.try_get::<i64, _>("id")?) != me,
+            None => false,
+        };
+        p.check(taken, "email", "has already been taken");
+    }
+    p.into_result()
+}
+
+fn limited(Limited(retry): Limited) -> ApiError {
+    ApiError::TooManyRequests(retry)
 }
 
 async fn load_user(state: &AppState, id: i64, token: String) -> Result<User, ApiError> {
@@ -120,6 +157,7 @@ async fn load_user(state: &AppState, id: i64, token: String) -> Result<User, Api
 
 async fn register(
     State(state): State<Arc<AppState>>,
+    ClientIp(ip): ClientIp,
     JsonBody(body): JsonBody<UserBody<NewUser>>,
 ) -> Result<(StatusCode, Json<UserBody<User>>), ApiError> {
     let NewUser {
@@ -133,30 +171,29 @@ async fn register(
     check_email(&mut p, &email);
     check_password(&mut p, &password);
     p.into_result()?;
-    let hash = hashed(password).await?;
+    state.login_limiter.write(&ip).await.map_err(limited)?;
+    check_taken(&state, None, Some(&username), Some(&email)).await?;
+    let hash = state.passwords.hash(password).await?;
     let now = now_millis();
-    let mut tx = state.db.write().begin().await?;
-    let existing: i64 = sqlx::query("SELECT COUNT(*) AS n FROM users")
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get("n")?;
-    let admin = existing == 0 || state.admin_email.as_deref() == Some(email.as_str());
+    // Nobody becomes an admin by registering (see `crate::admin`).
     let sql = state.db.returning_id(
-        "INSERT INTO users (username, email, password_hash, admin, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO users (username, username_skeleton, email, password_hash, admin, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, 0, ?, ?)",
     );
     let query = sqlx::query(&sql)
         .bind(&username)
+        .bind(names::skeleton(&username))
         .bind(&email)
         .bind(&hash)
-        .bind(i64::from(admin))
         .bind(now)
         .bind(now);
+    let mut conn = state.db.write().acquire().await?;
     let id = state
         .db
-        .insert(query, &mut *tx)
+        .insert(query, &mut *conn)
         .await
         .map_err(|e| unique_violation(e, &USER_FIELDS))?;
-    tx.commit().await?;
+    drop(conn);
     let session = state.auth.sign_in(id).await?;
     let user = load_user(&state, id, session.token).await?;
     Ok((StatusCode::CREATED, Json(UserBody { user })))
@@ -168,46 +205,37 @@ async fn login(
     JsonBody(body): JsonBody<UserBody<Login>>,
 ) -> Result<Json<UserBody<User>>, ApiError> {
     let email = body.user.email.trim().to_lowercase();
+    let mut p = Problems::default();
+    // Bounds what becomes a limiter key and what argon2 is fed.
+    p.check(email.len() > 255, "email", "is too long");
+    p.check(body.user.password.len() > 1024, "password", "is too long");
+    p.into_result()?;
     state
         .login_limiter
         .attempt(&ip, &email)
         .await
-        .map_err(|Limited(retry)| ApiError::TooManyRequests(retry))?;
+        .map_err(limited)?;
     let row = sqlx::query("SELECT id, password_hash FROM users WHERE email = ?")
         .bind(&email)
         .fetch_optional(state.db.read())
         .await?;
     let (id, hash): (Option<i64>, String) = match row {
         Some(row) => (Some(row.try_get("id")?), row.try_get("password_hash")?),
-        // Hash anyway, so that a missing account takes as long as a wrong password.
+        // Checked anyway (see `Passwords::verify`), so that a missing account
+        // takes as long as a wrong password.
         None => (None, String::new()),
     };
-    let password = body.user.password;
-    let ok = tokio::task::spawn_blocking(move || {
-        let hash = if hash.is_empty() {
-            UNKNOWN_ACCOUNT_HASH.as_str()
-        } else {
-            hash.as_str()
-        };
-        verify_password(&password, hash)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let ok = state.passwords.verify(body.user.password, hash).await?;
     let Some(id) = id.filter(|_| ok) else {
-        state.login_limiter.failed(&email).await;
+        state.login_limiter.failed(&ip, &email).await;
         return Err(ApiError::field("email or password", "is invalid"));
     };
-    state.login_limiter.succeeded(&email).await;
+    state.login_limiter.succeeded(&ip, &email).await;
     let session = state.auth.sign_in(id).await?;
     Ok(Json(UserBody {
         user: load_user(&state, id, session.token).await?,
     }))
 }
-
-/// An argon2id hash of a random password nobody knows, verified when the
-/// account does not exist (made once, on the first such login).
-static UNKNOWN_ACCOUNT_HASH: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| hash_password(&random_hex(16)).unwrap_or_default());
 
 async fn logout(
     State(state): State<Arc<AppState>>,
@@ -229,10 +257,14 @@ async fn current(
 async fn update(
     State(state): State<Arc<AppState>>,
     AuthUser(session): AuthUser,
+    ClientIp(ip): ClientIp,
     JsonBody(body): JsonBody<UserBody<UpdateUser>>,
 ) -> Result<Json<UserBody<User>>, ApiError> {
     let u = body.user;
     let email = u.email.map(|e| e.trim().to_lowercase());
+    // `""` is stored as "none", like `null`.
+    let clear_empty = |v: Option<Option<String>>| v.map(|v| v.filter(|s| !s.is_empty()));
+    let (bio, image) = (clear_empty(u.bio), clear_empty(u.image));
     let mut p = Problems::default();
     if let Some(name) = &u.username {
         check_username(&mut p, name);
@@ -244,35 +276,77 @@ async fn update(
         check_password(&mut p, pw);
     }
     p.check(
-        u.bio.as_ref().is_some_and(|b| b.chars().count() > 2000),
+        bio.as_ref()
+            .and_then(Option::as_ref)
+            .is_some_and(|b| b.chars().count() > 2000),
         "bio",
         "is too long (maximum is 2000 characters)",
     );
     p.check(
-        u.image.as_ref().is_some_and(|i| i.len() > 2000),
+        image
+            .as_ref()
+            .and_then(Option::as_ref)
+            .is_some_and(|i| i.len() > 2000),
         "image",
         "is too long",
     );
     p.into_result()?;
+    let row = sqlx::query("SELECT email, password_hash FROM users WHERE id = ?")
+        .bind(session.user_id)
+        .fetch_optional(state.db.read())
+        .await?
+        .ok_or(ApiError::Unauthorized)?;
+    let (current_email, current_hash): (String, String) =
+        (row.try_get("email")?, row.try_get("password_hash")?);
+    let email = email.filter(|e| *e != current_email);
+    let credentials_change = email.is_some() || u.password.is_some();
+    if credentials_change {
+        state.login_limiter.write(&ip).await.map_err(limited)?;
+        let Some(current) = u.current_password.filter(|c| c.len() <= 1024) else {
+            return Err(ApiError::field(
+                "currentPassword",
+                "is required to change the e-mail or password",
+            ));
+        };
+        if !state.passwords.verify(current, current_hash).await? {
+            state.login_limiter.failed(&ip, &current_email).await;
+            return Err(ApiError::field("currentPassword", "is invalid"));
+        }
+    }
+    check_taken(
+        &state,
+        Some(session.user_id),
+        u.username.as_deref(),
+        email.as_deref(),
+    )
+    .await?;
     let hash = match u.password {
-        Some(pw) => Some(hashed(pw).await?),
+        Some(pw) => Some(state.passwords.hash(pw).await?),
         None => None,
     };
     sqlx::query(
         "UPDATE users SET email = COALESCE(?, email), username = COALESCE(?, username), \
-         password_hash = COALESCE(?, password_hash), bio = COALESCE(?, bio), image = COALESCE(?, image), \
+         username_skeleton = COALESCE(?, username_skeleton), password_hash = COALESCE(?, password_hash), \
+         bio = CASE WHEN ? THEN ? ELSE bio END, image = CASE WHEN ? THEN ? ELSE image END, \
          updated_at = ? WHERE id = ?",
     )
     .bind(email)
-    .bind(u.username)
+    .bind(u.username.as_deref())
+    .bind(u.username.as_deref().map(names::skeleton))
     .bind(hash)
-    .bind(u.bio)
-    .bind(u.image)
+    .bind(bio.is_some())
+    .bind(bio.flatten())
+    .bind(image.is_some())
+    .bind(image.flatten())
     .bind(now_millis())
     .bind(session.user_id)
     .execute(state.db.write())
     .await
     .map_err(|e| unique_violation(e, &USER_FIELDS))?;
+    if credentials_change {
+        // Whoever else held a session (perhaps the reason for the change) is out.
+        state.auth.sign_out_elsewhere(&session).await?;
+    }
     // Listings show their authors' names and images.
     state.pages.bump(&state.metrics).await;
     Ok(Json(UserBody {

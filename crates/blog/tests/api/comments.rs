@@ -8,7 +8,7 @@ use bloginfer_service::Server;
 use crate::{serve, spawn_app, Method, Options, TestDb};
 
 /// Publishes a small random model and returns the registry directory.
-fn model_registry(dir: &std::path::Path) -> std::path::PathBuf {
+pub(crate) fn model_registry(dir: &std::path::Path) -> std::path::PathBuf {
     use bloginfer_model::checkpoint::Checkpoint;
     use bloginfer_model::{ModelConfig, Registry, SentimentModel, TrainingMetadata};
     use rand::SeedableRng;
@@ -36,7 +36,10 @@ fn model_registry(dir: &std::path::Path) -> std::path::PathBuf {
 }
 
 /// Starts the inference service on `listener`, with its model loaded.
-async fn start_inference(models: std::path::PathBuf, listener: tokio::net::TcpListener) -> Server {
+pub(crate) async fn start_inference(
+    models: std::path::PathBuf,
+    listener: tokio::net::TcpListener,
+) -> Server {
     let service = bloginfer_infer::Inference::build(bloginfer_infer::InferConfig {
         models_dir: models,
         pinned_version: None,
@@ -44,6 +47,7 @@ async fn start_inference(models: std::path::PathBuf, listener: tokio::net::TcpLi
             max_batch: 16,
             max_wait: std::time::Duration::from_millis(1),
             queue_capacity: 64,
+            queue_bytes: bloginfer_infer::BatchConfig::DEFAULT_QUEUE_BYTES,
             compute_workers: 1,
         },
         reload_interval: std::time::Duration::from_secs(60),

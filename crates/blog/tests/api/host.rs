@@ -104,7 +104,6 @@ async fn the_back_fill_is_a_supervised_task_that_stops_with_the_host() {
     let blog = Blog::build(BlogConfig {
         database: bloginfer_blog::db::DbOptions::new(&db.url).expect("database url"),
         jwt_secret: vec![7; 32].into(),
-        admin_email: None,
         redis_url: None,
         redis_prefix: String::new(),
         inference_url: Some(dead_address()),
@@ -156,7 +155,6 @@ async fn a_short_jwt_secret_is_refused_before_connecting() {
         database: bloginfer_blog::db::DbOptions::new("mysql://nobody@127.0.0.1:1/none")
             .expect("database url"),
         jwt_secret: b"short".to_vec().into(),
-        admin_email: None,
         redis_url: None,
         redis_prefix: String::new(),
         inference_url: None,

@@ -7,9 +7,15 @@
 // Helpers may unwrap too (clippy.toml allows it only in #[test] fns): a panic fails the test.
 #![allow(clippy::unwrap_used)]
 
+mod accounts;
+mod article_updates;
 mod articles;
+mod backfill;
+mod comment_pages;
 mod comments;
+mod corrections;
 mod host;
+mod idempotency;
 mod limits;
 mod pages;
 mod redis;
@@ -28,7 +34,6 @@ use tokio::net::TcpListener;
 pub use bloginfer_testkit::{unique, TestDb};
 
 /// How a test app is configured beyond its database.
-#[derive(Default)]
 pub struct Options {
     pub inference_url: Option<String>,
     /// Redis URL and key prefix.
@@ -36,6 +41,22 @@ pub struct Options {
     pub login_limits: LoginLimits,
     pub behind_proxy: bool,
     pub forward_inference: bool,
+}
+
+impl Default for Options {
+    /// The default limits, except that registrations per address are plenty
+    /// (every test user comes from 127.0.0.1).
+    fn default() -> Self {
+        let mut login_limits = LoginLimits::default();
+        login_limits.per_ip_writes.attempts = 10_000;
+        Self {
+            inference_url: None,
+            redis: None,
+            login_limits,
+            behind_proxy: false,
+            forward_inference: false,
+        }
+    }
 }
 
 impl Options {
@@ -76,7 +97,6 @@ pub async fn spawn_app(db: &TestDb, options: Options) -> App {
         jwt_secret: b"a test secret that is long enough for HS256"
             .to_vec()
             .into(),
-        admin_email: Some("boss@example.com".into()),
         redis_url,
         redis_prefix,
         inference_url: options.inference_url,

@@ -190,3 +190,112 @@ async fn the_redis_cache_is_invalidated_on_writes_and_redis_going_away_changes_n
         "cache failures are counted: {metrics}"
     );
 }
+
+impl PrivateRedis {
+    /// A new redis-server on the same port as a killed one.
+    pub fn restart_on(port: u16) -> Self {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        let start = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(10),
+                "redis-server did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Self { child, port }
+    }
+}
+
+/// Does not hang: every call of an outage must answer well within this.
+const ANSWERS_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_down_nobody_is_logged_out_writes_go_on_and_logins_stay_limited() {
+    let mut redis = PrivateRedis::start();
+    let port = redis.port;
+    let db = TestDb::sqlite();
+    let mut login_limits = bloginfer_blog::limit::LoginLimits::default();
+    login_limits.per_ip_writes.attempts = 1000;
+    login_limits.per_account.attempts = 3;
+    let options = Options {
+        redis: Some((format!("redis://127.0.0.1:{port}/"), "t:".into())),
+        login_limits,
+        ..Options::default()
+    };
+    let app = spawn_app(&db, options).await;
+    let token = app.token("alice").await;
+    let slug = app.article(&token, "t", &[]).await;
+    let comments = format!("/api/articles/{slug}/comments");
+
+    let _ = redis.child.kill();
+    let _ = redis.child.wait();
+    for i in 0..20 {
+        let post = app.call(
+            Method::POST,
+            &comments,
+            Some(&token),
+            Some(json!({"comment": {"body": format!("comment {i}")}})),
+        );
+        let (status, body) = tokio::time::timeout(ANSWERS_WITHIN, post)
+            .await
+            .expect("a comment post does not hang while Redis is down");
+        assert_eq!(status, 201, "{body}");
+    }
+    let fresh = tokio::time::timeout(ANSWERS_WITHIN, async {
+        app.call(
+            Method::POST,
+            "/api/users/login",
+            None,
+            Some(json!({"user": {"email": "alice@example.com", "password": "correct horse"}})),
+        )
+        .await
+    })
+    .await
+    .expect("login does not hang while Redis is down");
+    assert_eq!(fresh.0, 200, "{}", fresh.1);
+    // The login limit falls back to this process instead of failing open.
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let attempt = app.call(
+            Method::POST,
+            "/api/users/login",
+            None,
+            Some(json!({"user": {"email": "alice@example.com", "password": "wrong"}})),
+        );
+        statuses.push(
+            tokio::time::timeout(ANSWERS_WITHIN, attempt)
+                .await
+                .expect("no hang")
+                .0,
+        );
+    }
+    assert_eq!(statuses, [422, 422, 422, 429, 429]);
+    let (status, ready) = app.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(status, 200, "Redis is not needed for an answer: {ready}");
+    assert_eq!(
+        ready["services"]["blog"]["redis"], "unreachable; serving from the database",
+        "{ready}"
+    );
+
+    // Redis comes back empty: sessions were never only there.
+    let _redis = PrivateRedis::restart_on(port);
+    let (status, me) = app.call(Method::GET, "/api/user", Some(&token), None).await;
+    assert_eq!((status, &me["user"]["username"]), (200, &json!("alice")));
+    let (status, list) = app.call(Method::GET, &comments, None, None).await;
+    assert_eq!(status, 200);
+    assert!(list["comments"].as_array().is_some_and(|c| !c.is_empty()));
+}

@@ -43,6 +43,10 @@ pub struct LabelerArgs {
     /// Ask for JSON mode (`response_format`); turn off for servers that refuse it.
     #[arg(long, env = "LLM_JSON_MODE", default_value_t = true, action = clap::ArgAction::Set)]
     pub llm_json_mode: bool,
+    /// The longest pause a 429's `Retry-After` may impose on the labeler
+    /// (larger values are clamped to it).
+    #[arg(long, env = "LLM_MAX_PAUSE_SECONDS", default_value = "1h", value_parser = super::duration)]
+    pub llm_max_pause: Duration,
     /// Least confidence of an LLM label to be trained on.
     #[arg(long, env = "FEEDBACK_MIN_CONFIDENCE_LLM", default_value_t = FeedbackPolicy::default().min_confidence.llm)]
     pub feedback_min_confidence_llm: f64,
@@ -61,6 +65,11 @@ pub struct LabelerArgs {
     /// Feedback may not push the larger class past this many times the smaller (0: off).
     #[arg(long, env = "FEEDBACK_MAX_CLASS_RATIO", default_value_t = FeedbackPolicy::default().max_class_ratio)]
     pub feedback_max_class_ratio: f64,
+    /// Most of one user's author corrections (article authors, not admins) held
+    /// for review from the last 24 hours; later ones are shown on the comment
+    /// but never become training samples (0: none do).
+    #[arg(long, env = "FEEDBACK_MAX_AUTHOR_CORRECTIONS_PER_DAY", default_value_t = FeedbackPolicy::default().max_author_corrections_per_day)]
+    pub feedback_max_author_corrections_per_day: usize,
     /// How often the labeler looks for new comments.
     #[arg(long, env = "LABELER_POLL_INTERVAL_SECONDS", default_value = "1s", value_parser = super::duration)]
     pub labeler_poll_interval: Duration,
@@ -70,6 +79,9 @@ pub struct LabelerArgs {
     /// Delay before retrying a failed comment (it doubles each attempt).
     #[arg(long, env = "LABELER_RETRY_SECONDS", default_value = "30s", value_parser = super::duration)]
     pub labeler_retry: Duration,
+    /// How long the labeler may show no sign of life before `/readyz` reports it stuck.
+    #[arg(long, env = "LABELER_STALL_SECONDS", default_value = "10m", value_parser = super::duration)]
+    pub labeler_stall: Duration,
 }
 
 fn positive(value: Duration, name: &str) -> Result<Duration> {
@@ -99,6 +111,7 @@ impl LabelerArgs {
             requests_per_minute: self.llm_requests_per_minute,
             batch_size: self.llm_batch_size,
             json_mode: self.llm_json_mode,
+            max_pause: self.llm_max_pause,
             ..LlmConfig::new(base_url.trim(), model.trim())
         }))
     }
@@ -125,10 +138,12 @@ impl LabelerArgs {
                 disagreement_confidence: self.feedback_disagreement_confidence,
                 max_per_author: self.feedback_max_per_author,
                 max_class_ratio: self.feedback_max_class_ratio,
+                max_author_corrections_per_day: self.feedback_max_author_corrections_per_day,
             },
             poll_interval: positive(self.labeler_poll_interval, "LABELER_POLL_INTERVAL_SECONDS")?,
             max_attempts: self.labeler_max_attempts,
             retry_delay: positive(self.labeler_retry, "LABELER_RETRY_SECONDS")?,
+            stall_after: positive(self.labeler_stall, "LABELER_STALL_SECONDS")?,
             refresh_model,
             ..LabelerConfig::default()
         };

@@ -28,9 +28,6 @@ pub struct BlogArgs {
     /// File holding the JWT signing secret, instead of `--jwt-secret`.
     #[arg(long, env = "JWT_SECRET_FILE")]
     jwt_secret_file: Option<PathBuf>,
-    /// This address becomes an admin when it registers (the first user always does).
-    #[arg(long, env = "ADMIN_EMAIL")]
-    admin_email: Option<String>,
     /// Redis for sessions and hot data, shared by replicas (none: in memory, one process only).
     #[arg(long, env = "REDIS_URL")]
     redis_url: Option<String>,
@@ -51,9 +48,12 @@ pub struct BlogArgs {
     /// Login attempts allowed per client address and minute.
     #[arg(long, env = "LOGIN_ATTEMPTS_PER_IP", default_value_t = 30)]
     login_attempts_per_ip: u32,
-    /// Failed logins allowed per account in 15 minutes.
+    /// Failed logins allowed per account and client address in 15 minutes.
     #[arg(long, env = "LOGIN_FAILURES_PER_ACCOUNT", default_value_t = 10)]
     login_failures_per_account: u32,
+    /// Registrations and password or e-mail changes allowed per client address in 10 minutes.
+    #[arg(long, env = "ACCOUNT_WRITES_PER_IP", default_value_t = 20)]
+    account_writes_per_ip: u32,
     /// Behind a reverse proxy (nginx): take client addresses from X-Forwarded-For.
     #[arg(long, env = "BLOG_BEHIND_PROXY")]
     behind_proxy: bool,
@@ -68,7 +68,6 @@ impl BlogArgs {
                 self.jwt_secret_file.as_deref(),
                 Path::new("./var/jwt-secret"),
             )?,
-            admin_email: self.admin_email.clone(),
             redis_url: self.redis_url.clone(),
             redis_prefix: self.redis_prefix.clone(),
             inference_url: self.inference_url.clone(),
@@ -84,6 +83,10 @@ impl BlogArgs {
                 per_account: Limit {
                     attempts: self.login_failures_per_account,
                     window: Duration::from_secs(15 * 60),
+                },
+                per_ip_writes: Limit {
+                    attempts: self.account_writes_per_ip,
+                    window: Duration::from_secs(10 * 60),
                 },
             },
             behind_proxy: self.behind_proxy,

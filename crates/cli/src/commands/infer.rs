@@ -30,6 +30,10 @@ pub struct InferArgs {
     /// Requests that may wait; beyond this the service answers 503 with Retry-After.
     #[arg(long, env = "INFER_QUEUE_CAPACITY", default_value_t = 1024)]
     queue_capacity: usize,
+    /// MiB of text that requests may hold while they wait or run; beyond this
+    /// the service answers 503 with Retry-After.
+    #[arg(long, env = "INFER_QUEUE_MIB", default_value_t = BatchConfig::DEFAULT_QUEUE_BYTES >> 20)]
+    queue_mib: usize,
     /// Forward passes running at once [default: the number of cores].
     #[arg(long, env = "INFER_COMPUTE_WORKERS")]
     compute_workers: Option<usize>,
@@ -51,6 +55,7 @@ pub fn run(models_dir: &Path, args: InferArgs) -> Result<()> {
             max_batch: args.max_batch.max(1),
             max_wait: args.max_wait,
             queue_capacity: args.queue_capacity.max(1),
+            queue_bytes: args.queue_mib.max(1).saturating_mul(1 << 20),
             compute_workers: args.compute_workers.unwrap_or(cores).max(1),
         },
         reload_interval: args.reload_interval,

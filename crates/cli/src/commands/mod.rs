@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod admin;
 pub mod aggregator;
 pub mod blog;
 pub mod eval;

@@ -42,9 +42,14 @@ pub struct OrchestratorArgs {
     listen: ListenArgs,
     #[command(flatten)]
     database: DatabaseArgs,
-    /// Grants admin access (`Authorization: Bearer <token>`).
+    /// Grants admin access (`Authorization: Bearer <token>`); at least 32
+    /// bytes, e.g. `openssl rand -hex 32`.
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true, value_parser = secret)]
     admin_token: Option<SecretString>,
+    /// Behind a reverse proxy (nginx): failed admin logins are counted per
+    /// address from X-Forwarded-For's last entry instead of per peer.
+    #[arg(long, env = "ORCHESTRATOR_BEHIND_PROXY")]
+    behind_proxy: bool,
     /// The blog's base URL: admin users' sessions are checked there.
     #[arg(long, env = "BLOG_URL")]
     blog_url: Option<String>,
@@ -100,6 +105,10 @@ async fn kubernetes_launcher(args: &OrchestratorArgs) -> Result<Arc<dyn Launcher
 
 /// Runs `bloginfer orchestrator`.
 pub fn run(models_dir: &Path, threads: usize, args: OrchestratorArgs) -> Result<()> {
+    // Before anything is opened or bound: a weak token is a refusal to start.
+    if let Some(token) = &args.admin_token {
+        bloginfer_orchestrator::http::check_admin_token(token.expose_secret())?;
+    }
     let admin = AdminAuthConfig {
         token: args.admin_token.clone(),
         blog_url: args.blog_url.clone(),
@@ -135,7 +144,8 @@ pub fn run(models_dir: &Path, threads: usize, args: OrchestratorArgs) -> Result<
         // Inference runs elsewhere here: the labeler follows the registry itself.
         let follower = Arc::new(ModelFollower::new(Registry::open(models_dir)?, None));
         let labeler = args.feedback.build(db.clone(), follower, true)?;
-        let orchestrator = Orchestrator::build(config, db, launcher, labeler.clone())?;
+        let orchestrator = Orchestrator::build(config, db, launcher, labeler.clone())?
+            .behind_proxy(args.behind_proxy);
         let mut services: Vec<Arc<dyn Service>> = vec![Arc::new(orchestrator)];
         services.extend(labeler.map(|l| Arc::new(LabelerService(l)) as Arc<dyn Service>));
         serve::host(

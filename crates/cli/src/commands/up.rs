@@ -64,7 +64,9 @@ pub struct UpArgs {
 
 const ADMIN_LOGIN_FILE: &str = "admin-login.txt";
 
-/// The admin login kept in `data_dir`, made up the first time.
+/// The admin login kept in `data_dir`, made up when the file is missing (and
+/// then the account's password is reset to it, so a regenerated file works and
+/// the old password stops working).
 fn admin_login(data_dir: &Path) -> Result<(AdminLogin, PathBuf)> {
     let path = data_dir.join(ADMIN_LOGIN_FILE);
     if let Ok(text) = std::fs::read_to_string(&path) {
@@ -79,7 +81,9 @@ fn admin_login(data_dir: &Path) -> Result<(AdminLogin, PathBuf)> {
             let login = AdminLogin {
                 email,
                 username,
-                password: password.into(),
+                password: Some(password.into()),
+                // The operator may have changed it since; the file is a first login.
+                reset_password: false,
             };
             return Ok((login, path));
         }
@@ -88,17 +92,17 @@ fn admin_login(data_dir: &Path) -> Result<(AdminLogin, PathBuf)> {
             path.display()
         );
     }
+    let password = SecretString::from(bloginfer_common::random_hex(12));
+    let text = format!(
+        "email: admin@bloginfer.local\nusername: admin\npassword: {}\n",
+        password.expose_secret()
+    );
     let login = AdminLogin {
         email: "admin@bloginfer.local".into(),
         username: "admin".into(),
-        password: SecretString::from(bloginfer_common::random_hex(12)),
+        password: Some(password),
+        reset_password: true,
     };
-    let text = format!(
-        "email: {}\nusername: {}\npassword: {}\n",
-        login.email,
-        login.username,
-        login.password.expose_secret()
-    );
     bloginfer_common::write_private(&path, text.as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok((login, path))
@@ -184,6 +188,7 @@ pub fn run(threads: usize, args: UpArgs) -> Result<()> {
             max_batch: 64,
             max_wait: Duration::from_millis(1),
             queue_capacity: 1024,
+            queue_bytes: BatchConfig::DEFAULT_QUEUE_BYTES,
             compute_workers: cores,
         },
         reload_interval: Duration::from_secs(1),
@@ -207,7 +212,6 @@ pub fn run(threads: usize, args: UpArgs) -> Result<()> {
         let blog = Blog::build(BlogConfig {
             database,
             jwt_secret,
-            admin_email: None,
             redis_url: None,
             redis_prefix: String::new(),
             inference_url: Some(here.clone()),
@@ -275,7 +279,10 @@ fn announce(bound: SocketAddr, login: &AdminLogin, login_file: &Path) {
     eprintln!(
         "admin login: {} / {}  (kept in {})",
         login.email,
-        login.password.expose_secret(),
+        login
+            .password
+            .as_ref()
+            .map_or("(see the file)", ExposeSecret::expose_secret),
         login_file.display()
     );
 }

@@ -146,3 +146,54 @@ fn bad_flags_exit_with_usage_errors() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("unknown pooling"), "{}", stderr(&out));
 }
+
+#[test]
+fn admin_creates_or_promotes_and_refuses_what_it_cannot_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!(
+        "--database-url=sqlite:{}",
+        dir.path().join("blog.db").display()
+    );
+    let admin = |args: &[&str], password: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_bloginfer"));
+        command
+            .arg("admin")
+            .arg(&db)
+            .args(args)
+            .env_remove("ADMIN_PASSWORD");
+        if let Some(p) = password {
+            command.env("ADMIN_PASSWORD", p);
+        }
+        command.output().expect("run bloginfer admin")
+    };
+    let missing = admin(&["--email=boss@example.com"], None);
+    assert!(!missing.status.success());
+    assert!(
+        stderr(&missing).contains("give a password"),
+        "{}",
+        stderr(&missing)
+    );
+    let short = admin(&["--email=boss@example.com"], Some("short"));
+    assert!(!short.status.success());
+    assert!(stderr(&short).contains("at least 12"), "{}", stderr(&short));
+    let created = admin(&["--email=boss@example.com"], Some("a long admin password"));
+    assert!(created.status.success(), "{}", stderr(&created));
+    assert!(stdout(&created).contains("created admin boss@example.com"));
+    let reset = admin(&["--email=Boss@Example.com"], Some("another long password"));
+    assert!(reset.status.success(), "{}", stderr(&reset));
+    assert!(
+        stdout(&reset).contains("password reset"),
+        "{}",
+        stdout(&reset)
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(dir.path().join("blog.db"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(
+        mode & 0o077,
+        0,
+        "the database file is the owner's only: {mode:o}"
+    );
+}

@@ -150,18 +150,19 @@ fn comments_become_training_data_for_the_next_run() {
         let all = list["comments"].as_array().cloned().unwrap_or_default();
         (all.len() == 6 && all.iter().all(|c| c["sentiment"]["source"] == "model")).then_some(())
     });
-    // The writer corrects the model on the second comment's neighbour: a human label.
+    // An admin corrects the model on the second comment's neighbour: a trusted
+    // human label (an article author's correction would wait for review).
+    let (email, password) = admin_login(&data);
+    let admin = api.login(&email, &password);
     let corrected = api.ok(
         "PUT",
         &format!("/api/articles/{slug}/comments/{}/sentiment", ids[2]),
-        Some(&writer),
+        Some(&admin),
         Some(json!({"label": "negative"})),
     );
     assert_eq!(corrected["comment"]["sentiment"]["source"], "human");
 
     // Weak labels land in the database; the admin API shows them.
-    let (email, password) = admin_login(&data);
-    let admin = api.login(&email, &password);
     let stats = eventually("every comment labelled", LIMIT, || {
         let stats = api.ok("GET", "/v1/feedback/stats", Some(&admin), None);
         (stats["comments"]["pending"] == 0 && stats["total"] == 6).then_some(stats)

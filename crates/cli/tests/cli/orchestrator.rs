@@ -11,8 +11,8 @@ use std::time::Duration;
 use crate::support::{eventually, request, spawn_listening, Answer, Proc};
 use serde_json::{json, Value};
 
-const TOKEN: &str = "orchestrator-test-admin-token";
-const ADMIN: &str = "Bearer orchestrator-test-admin-token";
+const TOKEN: &str = "orchestrator-test-admin-token-of-32-bytes-or-more";
+const ADMIN: &str = "Bearer orchestrator-test-admin-token-of-32-bytes-or-more";
 /// Long enough for a small run on a loaded 2-core machine.
 const RUN_LIMIT: Duration = Duration::from_secs(300);
 
@@ -95,11 +95,22 @@ impl Orchestrator {
 
     /// Waits for run `id` to end; returns its record.
     fn finished(&self, id: &str) -> Value {
-        eventually(&format!("run {id} to end"), RUN_LIMIT, || {
+        let start = std::time::Instant::now();
+        loop {
             let run = self.run(id);
             let status = run["status"].as_str().unwrap_or_default();
-            matches!(status, "succeeded" | "failed" | "cancelled").then_some(run)
-        })
+            if matches!(status, "succeeded" | "failed" | "cancelled") {
+                return run;
+            }
+            // The logs live in a tempdir that goes with the test: show them now.
+            assert!(
+                start.elapsed() < RUN_LIMIT,
+                "gave up waiting: run {id} to end: {run}\n--- orchestrator.log\n{}\n--- aggregator.log\n{}",
+                tail(&self.log()),
+                tail(&std::fs::read_to_string(self.dir.join("runs").join(id).join("aggregator.log")).unwrap_or_default()),
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn log(&self) -> String {
@@ -110,6 +121,12 @@ impl Orchestrator {
 enum Restart {
     Kill,
     Terminate,
+}
+
+/// The last 60 lines of a log.
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(60)..].join("\n")
 }
 
 fn current_version(dir: &Path) -> Option<String> {
@@ -395,9 +412,24 @@ fn admin_users_of_the_blog_may_use_the_api_and_others_may_not() {
             answer.json()["user"]["token"].as_str().expect("token")
         )
     };
-    // The first account is the blog's admin.
+    // Nobody is an admin by registering; `bloginfer admin` makes one.
     let admin = register("first");
     let reader = register("second");
+    let promoted = std::process::Command::new(crate::support::BIN)
+        .args([
+            "admin",
+            &format!("--database-url=sqlite:{}", path("runs.db")),
+            "--email=FIRST@example.test",
+        ])
+        .env_remove("ADMIN_PASSWORD")
+        .output()
+        .expect("run bloginfer admin");
+    assert!(
+        promoted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&promoted.stderr)
+    );
+    assert!(String::from_utf8_lossy(&promoted.stdout).contains("first@example.test is an admin"));
     let o = Orchestrator::start(dir.path(), &[&format!("--blog-url=http://{blog_addr}")]);
 
     let as_admin = request(o.addr, "GET", "/v1/trainings", Some(&admin), None).expect("request");
@@ -426,4 +458,30 @@ fn admin_users_of_the_blog_may_use_the_api_and_others_may_not() {
         "{}",
         metrics.body
     );
+}
+
+/// A short admin token, or the example value of the manifests, stops the
+/// orchestrator at start-up with a message naming the rule, never the token.
+#[test]
+fn a_weak_admin_token_stops_the_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    for token in ["change-me", "a-token-of-31-bytes-is-too-shrt"] {
+        let started = std::process::Command::new(crate::support::BIN)
+            .args([
+                "--models-dir",
+                &path("models"),
+                "orchestrator",
+                "--listen=127.0.0.1:0",
+                &format!("--database-url=sqlite:{}", path("runs.db")),
+                &format!("--runs-dir={}", path("runs")),
+            ])
+            .env("ADMIN_TOKEN", token)
+            .output()
+            .expect("run bloginfer orchestrator");
+        let stderr = String::from_utf8_lossy(&started.stderr);
+        assert!(!started.status.success(), "{token:?} was accepted");
+        assert!(stderr.contains("ADMIN_TOKEN"), "{stderr}");
+        assert!(!stderr.contains(token), "the token leaks: {stderr}");
+    }
 }

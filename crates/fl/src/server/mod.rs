@@ -100,21 +100,32 @@ pub struct Shared {
     _state_lock: std::fs::File,
 }
 
+/// The lock file in a run's state directory, which names its holder.
+const LOCK_FILE: &str = "aggregator.lock";
+
 /// Takes the lock of `state_dir` (created if missing): a second aggregator
 /// on one run would write over the first one's state and split its workers.
-/// The kernel drops the lock when the process ends, however it ends.
+/// The kernel drops the lock when the process ends, however it ends. The file
+/// holds the holder's process id, so that a launcher can find an aggregator
+/// it lost track of ([`aggregator_holding`]).
 fn lock_state(state_dir: &std::path::Path) -> Result<std::fs::File> {
     std::fs::create_dir_all(state_dir)
         .map_err(|e| FlError::io(format!("cannot create {}", state_dir.display()), e))?;
-    let path = state_dir.join("aggregator.lock");
-    let file = std::fs::OpenOptions::new()
+    let path = state_dir.join(LOCK_FILE);
+    let mut file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&path)
         .map_err(|e| FlError::io(format!("cannot open {}", path.display()), e))?;
     match file.try_lock() {
-        Ok(()) => Ok(file),
+        Ok(()) => {
+            use std::io::Write;
+            file.set_len(0)
+                .and_then(|()| write!(file, "{}", std::process::id()))
+                .map_err(|e| FlError::io(format!("cannot write {}", path.display()), e))?;
+            Ok(file)
+        }
         Err(std::fs::TryLockError::WouldBlock) => Err(FlError::Config(format!(
             "another aggregator is running from {}; stop it first",
             state_dir.display()
@@ -122,6 +133,21 @@ fn lock_state(state_dir: &std::path::Path) -> Result<std::fs::File> {
         Err(std::fs::TryLockError::Error(e)) => {
             Err(FlError::io(format!("cannot lock {}", path.display()), e))
         }
+    }
+}
+
+/// The process id of the aggregator that holds the lock of `state_dir`, if
+/// one does (a live process: the kernel drops the lock of a dead one).
+pub fn aggregator_holding(state_dir: &std::path::Path) -> Option<u32> {
+    let path = state_dir.join(LOCK_FILE);
+    let file = std::fs::File::open(&path).ok()?;
+    match file.try_lock() {
+        // Nobody holds it (ours is released when `file` is dropped).
+        Ok(()) => None,
+        Err(std::fs::TryLockError::WouldBlock) => std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|text| text.trim().parse().ok()),
+        Err(std::fs::TryLockError::Error(_)) => None,
     }
 }
 

@@ -272,6 +272,13 @@ fn a_second_aggregator_on_the_same_state_refuses_to_start() {
             .contains("another aggregator is running"),
         "{refused}"
     );
+    let state_dir = config().state_dir;
+    assert_eq!(
+        bloginfer_fl::server::aggregator_holding(&state_dir),
+        Some(std::process::id()),
+        "the lock names its holder, so a launcher can find it"
+    );
     drop(first);
+    assert_eq!(bloginfer_fl::server::aggregator_holding(&state_dir), None);
     bloginfer_fl::server::Aggregator::build(config()).expect("it starts once the first is gone");
 }

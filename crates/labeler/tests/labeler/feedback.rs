@@ -20,16 +20,16 @@ use bloginfer_model::{ModelFollower, Registry};
 use bloginfer_testkit::{on_both_databases, Behaviour, ChatServer, TestDb};
 use sqlx::Row;
 
-const POSITIVE: &str = "这家酒店干净整洁，服务也很热情，下次还会再来";
-const NEGATIVE: &str = "质量太差了，用了两天就坏了，非常失望";
+pub(crate) const POSITIVE: &str = "这家酒店干净整洁，服务也很热情，下次还会再来";
+pub(crate) const NEGATIVE: &str = "质量太差了，用了两天就坏了，非常失望";
 
 /// A registry whose current model is small and trained on part of the corpus.
 /// A model follower of `registry`, moved by the labeler itself.
-fn follow(registry: Registry) -> Arc<ModelFollower> {
+pub(crate) fn follow(registry: Registry) -> Arc<ModelFollower> {
     Arc::new(ModelFollower::new(registry, None))
 }
 
-fn trained_registry() -> &'static Path {
+pub(crate) fn trained_registry() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = tempfile::tempdir().expect("tempdir").keep();
@@ -68,14 +68,15 @@ fn empty_registry() -> PathBuf {
     tempfile::tempdir().expect("tempdir").keep()
 }
 
-/// Users 1 and 2 and an article by user 1.
-async fn seed(db: &Db) -> i64 {
-    for name in ["alice", "bob"] {
+/// Users 1 and 2, the admin 3, and an article by user 1.
+pub(crate) async fn seed(db: &Db) -> i64 {
+    for (name, admin) in [("alice", 0), ("bob", 0), ("root", 1)] {
         sqlx::query(
-            "INSERT INTO users (username, email, password_hash, created_at, updated_at) VALUES (?, ?, 'x', 0, 0)",
+            "INSERT INTO users (username, email, password_hash, admin, created_at, updated_at) VALUES (?, ?, 'x', ?, 0, 0)",
         )
         .bind(name)
         .bind(format!("{name}@example.com"))
+        .bind(admin)
         .execute(db.write())
         .await
         .expect("user");
@@ -91,7 +92,7 @@ async fn seed(db: &Db) -> i64 {
 }
 
 /// A comment as the blog stores it; returns its id.
-async fn comment(db: &Db, author: i64, body: &str) -> i64 {
+pub(crate) async fn comment(db: &Db, author: i64, body: &str) -> i64 {
     let now = bloginfer_service::common::now_millis();
     let sql = db.returning_id(
         "INSERT INTO comments (article_id, author_id, body, created_at, updated_at) VALUES (1, ?, ?, ?, ?)",
@@ -104,20 +105,30 @@ async fn comment(db: &Db, author: i64, body: &str) -> i64 {
     db.insert(query, db.write()).await.expect("comment")
 }
 
-/// A correction as the blog's sentiment endpoint makes it.
+/// The admin's correction, as the blog's sentiment endpoint makes it.
 async fn correct(db: &Db, comment: i64, label: &str) {
+    correct_as(db, comment, label, ADMIN).await;
+}
+
+/// The admin seeded by [`seed`].
+pub(crate) const ADMIN: i64 = 3;
+
+/// A correction by user `by`, as the blog's sentiment endpoint makes it.
+pub(crate) async fn correct_as(db: &Db, comment: i64, label: &str, by: i64) {
     sqlx::query(
         "UPDATE comments SET sentiment_label = ?, sentiment_score = 1.0, sentiment_source = 'human', \
-         updated_at = updated_at + 1, label_state = NULL, label_attempts = 0, label_after = NULL WHERE id = ?",
+         sentiment_corrected_by = ?, updated_at = updated_at + 1, label_state = NULL, label_attempts = 0, \
+         label_after = NULL WHERE id = ?",
     )
     .bind(label)
+    .bind(by)
     .bind(comment)
     .execute(db.write())
     .await
     .expect("correction");
 }
 
-async fn label_state(db: &Db, comment: i64) -> (Option<String>, i64) {
+pub(crate) async fn label_state(db: &Db, comment: i64) -> (Option<String>, i64) {
     let row = sqlx::query("SELECT label_state, label_attempts FROM comments WHERE id = ?")
         .bind(comment)
         .fetch_one(db.read())
@@ -126,13 +137,13 @@ async fn label_state(db: &Db, comment: i64) -> (Option<String>, i64) {
     (row.get("label_state"), row.get("label_attempts"))
 }
 
-async fn samples(labeler: &Labeler) -> Vec<StoredSample> {
+pub(crate) async fn samples(labeler: &Labeler) -> Vec<StoredSample> {
     let (_, mut all) = labeler.store().list(None, 500, 0).await.expect("list");
     all.reverse();
     all
 }
 
-fn config(policy: FeedbackPolicy) -> LabelerConfig {
+pub(crate) fn config(policy: FeedbackPolicy) -> LabelerConfig {
     LabelerConfig {
         policy,
         retry_delay: Duration::from_millis(1),
@@ -140,7 +151,7 @@ fn config(policy: FeedbackPolicy) -> LabelerConfig {
     }
 }
 
-fn llm(server: &ChatServer, batch_size: usize) -> LlmConfig {
+pub(crate) fn llm(server: &ChatServer, batch_size: usize) -> LlmConfig {
     LlmConfig {
         batch_size,
         requests_per_minute: 0.0,
@@ -163,16 +174,26 @@ async fn with_llm(test_db: &TestDb) -> (ChatServer, Db, Labeler) {
     (server, db, labeler)
 }
 
-async fn labeler(
+pub(crate) async fn labeler(
     db: &TestDb,
     registry: &Path,
     llm: Option<LlmConfig>,
     policy: FeedbackPolicy,
 ) -> (Db, Labeler) {
+    labeler_with(db, registry, llm, config(policy)).await
+}
+
+/// A labeler over a seeded `db` with every setting given.
+pub(crate) async fn labeler_with(
+    db: &TestDb,
+    registry: &Path,
+    llm: Option<LlmConfig>,
+    config: LabelerConfig,
+) -> (Db, Labeler) {
     let db = bloginfer_db::connect(&db.url).await.expect("database");
     seed(&db).await;
     let registry = Registry::open(registry).expect("registry");
-    let labeler = Labeler::new(db.clone(), follow(registry), llm, config(policy)).expect("labeler");
+    let labeler = Labeler::new(db.clone(), follow(registry), llm, config).expect("labeler");
     (db, labeler)
 }
 

@@ -227,3 +227,30 @@ fn bad_settings_are_refused() {
         assert!(LlmClient::new(LlmConfig::new(url, model), Family::default()).is_err());
     }
 }
+
+#[tokio::test]
+async fn a_huge_or_endless_retry_after_is_clamped_and_never_panics() {
+    // 1e20 seconds overflows a Duration; 31536000000 is a thousand years.
+    for value in ["1e20", "31536000000", "inf"] {
+        let server = ChatServer::start().await;
+        server.script([Behaviour::Status(429, Some(value.into()))]);
+        let llm = client(LlmConfig {
+            max_pause: Duration::from_secs(2),
+            ..config(&server)
+        });
+        let call = tokio::spawn(async move {
+            let result = llm.label(&texts(&["很好"])).await;
+            (result, llm.ready_at() - tokio::time::Instant::now())
+        });
+        let (result, hold) = tokio::time::timeout(Duration::from_secs(5), call)
+            .await
+            .expect("does not hang")
+            .expect("does not panic");
+        let err = result.expect_err("rate limited");
+        assert!(
+            matches!(err, LlmError::RateLimited { .. }),
+            "{value}: {err}"
+        );
+        assert!(hold <= Duration::from_secs(2), "{value}: held for {hold:?}");
+    }
+}

@@ -4,5 +4,8 @@
 // Helpers may unwrap too (clippy.toml allows it only in #[test] fns): a panic fails the test.
 #![allow(clippy::unwrap_used)]
 
+mod corrections;
 mod feedback;
+mod injection;
 mod llm;
+mod supervision;

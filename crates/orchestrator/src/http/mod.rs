@@ -2,13 +2,18 @@
 //! call needs an admin: the admin token (`Authorization: Bearer <token>`), or a
 //! blog session of an admin user (`Authorization: Token <jwt>`, checked by
 //! asking the blog's `GET /api/user`, so sessions and roles stay the blog's).
+//!
+//! The token is checked at start-up ([`check_admin_token`]: at least 32
+//! bytes, not the example value) and compared in constant time; failed
+//! attempts are limited per client address ([`limit`]).
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bloginfer_service::common::{constant_time_eq, iso_millis};
@@ -18,6 +23,7 @@ use serde::Serialize;
 use serde_json::json;
 
 mod feedback;
+pub mod limit;
 
 use crate::store::{RoundMetric, Run, WorkerSamples};
 use crate::{CancelError, Orchestrator, OrchestratorError, TrainingRequest, TriggerError};
@@ -31,16 +37,72 @@ pub struct AdminAuthConfig {
     pub blog_url: Option<String>,
 }
 
+/// Shortest admin token accepted: 32 bytes, the length of `openssl rand -hex 16`
+/// (the docs generate 64 hex characters).
+pub const MIN_ADMIN_TOKEN_BYTES: usize = 32;
+
+/// Placeholder values shipped in the manifests' and docs' examples
+/// (`deploy/k8s/overlays/*/secrets.env.example`), compared without case and
+/// punctuation: a deployment that kept one is open to anyone who read them.
+pub const EXAMPLE_ADMIN_TOKENS: &[&str] = &["change-me"];
+
+/// Why an admin token is refused at start-up. The messages never quote the token.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminTokenError {
+    /// Shorter than [`MIN_ADMIN_TOKEN_BYTES`].
+    #[error(
+        "ADMIN_TOKEN is {0} bytes long; it must be at least {MIN_ADMIN_TOKEN_BYTES} \
+         (generate one with `openssl rand -hex 32`)"
+    )]
+    TooShort(usize),
+    /// One of [`EXAMPLE_ADMIN_TOKENS`], or built around one.
+    #[error(
+        "ADMIN_TOKEN is the example value from the manifests; \
+         set a random one (`openssl rand -hex 32`)"
+    )]
+    Example,
+}
+
+/// Refuses an admin token that is too short to resist guessing or that is
+/// (or contains) a published example value. An empty token means none.
+pub fn check_admin_token(token: &str) -> Result<(), AdminTokenError> {
+    if token.is_empty() {
+        return Ok(());
+    }
+    let fold = |s: &str| -> String {
+        s.chars()
+            .filter(char::is_ascii_alphanumeric)
+            .map(|c| c.to_ascii_lowercase())
+            .collect()
+    };
+    let folded = fold(token);
+    if EXAMPLE_ADMIN_TOKENS
+        .iter()
+        .any(|example| folded.contains(&fold(example)))
+    {
+        return Err(AdminTokenError::Example);
+    }
+    if token.len() < MIN_ADMIN_TOKEN_BYTES {
+        return Err(AdminTokenError::TooShort(token.len()));
+    }
+    Ok(())
+}
+
 /// How admins are recognised.
 pub struct AdminAuth {
     token: Option<SecretString>,
     blog_url: Option<String>,
     http: reqwest::Client,
+    failures: limit::FailureLimit,
 }
 
 impl AdminAuth {
-    /// Admins by the configured token and by blog sessions.
+    /// Admins by the configured token and by blog sessions; refuses a weak
+    /// token ([`check_admin_token`]).
     pub fn new(config: &AdminAuthConfig) -> Result<Self, OrchestratorError> {
+        if let Some(token) = &config.token {
+            check_admin_token(token.expose_secret())?;
+        }
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .pool_idle_timeout(bloginfer_service::CLIENT_POOL_IDLE_TIMEOUT)
@@ -56,6 +118,7 @@ impl AdminAuth {
                 .as_ref()
                 .map(|u| u.trim_end_matches('/').to_string()),
             http,
+            failures: limit::FailureLimit::default(),
         })
     }
 }
@@ -66,6 +129,38 @@ pub struct ApiState {
     pub orchestrator: Orchestrator,
     /// Recognises admins, by the admin token or a blog session.
     pub auth: Arc<AdminAuth>,
+    /// Behind a reverse proxy: a client's address is the last entry of
+    /// `X-Forwarded-For` (the one the proxy appended), not the peer's.
+    pub behind_proxy: bool,
+}
+
+/// The address failed attempts are counted against: the peer's, or behind a
+/// proxy the last `X-Forwarded-For` entry (a client can prepend entries but
+/// not replace the one the proxy appends).
+fn client_of(parts: &Parts, behind_proxy: bool) -> limit::Client {
+    let forwarded = || {
+        parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .rfind(|v| !v.is_empty())
+            .and_then(|v| v.parse::<IpAddr>().ok())
+    };
+    let peer = || {
+        parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+    };
+    let addr = if behind_proxy {
+        forwarded().or_else(peer)
+    } else {
+        peer()
+    };
+    limit::Client::of(addr)
 }
 
 impl From<OrchestratorError> for ServiceError {
@@ -86,60 +181,118 @@ impl FromRequestParts<Arc<ApiState>> for Admin {
     ) -> Result<Self, ServiceError> {
         let unauthorized =
             || ServiceError::unauthorized("an admin token or an admin session is required");
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(unauthorized)?;
-        let (scheme, credential) = value.split_once(' ').ok_or_else(unauthorized)?;
-        let credential = credential.trim();
-        let auth = &state.auth;
-        if !(scheme.eq_ignore_ascii_case("token") || scheme.eq_ignore_ascii_case("bearer")) {
-            return Err(unauthorized());
-        }
-        if let Some(token) = &auth.token {
-            if constant_time_eq(token.expose_secret().as_bytes(), credential.as_bytes()) {
-                return Ok(Admin("admin-token".into()));
-            }
-        }
-        let Some(blog) = &auth.blog_url else {
+        let Some(header) = parts.headers.get(header::AUTHORIZATION) else {
+            // Nothing was guessed: not a failure to count.
             return Err(unauthorized());
         };
-        let answer = auth
-            .http
-            .get(format!("{blog}/api/user"))
-            .header(header::AUTHORIZATION, format!("Token {credential}"))
-            .send()
-            .await
-            .map_err(|e| {
-                ServiceError::unavailable(
-                    "unavailable",
-                    "cannot check the session now; retry shortly",
-                )
-                .with_cause(format!("cannot reach the blog to check a session: {e}"))
-            })?;
-        match answer.status().as_u16() {
-            200 => {}
-            401 => return Err(unauthorized()),
-            code => {
-                return Err(ServiceError::unavailable(
-                    "unavailable",
-                    "cannot check the session now; retry shortly",
-                )
-                .with_cause(format!("the blog answered a session check with {code}")));
+        let failures = &state.auth.failures;
+        let client = client_of(parts, state.behind_proxy);
+        let too_many = |wait| {
+            ServiceError::too_many_requests(
+                "too_many_failures",
+                "too many failed admin authentications from this address",
+                wait,
+            )
+        };
+        let is_session = header
+            .to_str()
+            .ok()
+            .and_then(|v| v.split_once(' '))
+            .is_some_and(|(_, credential)| credential.trim().split('.').count() == 3);
+        if !is_session {
+            // A guess of the admin token: counted and compared in one step (no
+            // await in between), so concurrent guesses cannot overtake the count.
+            // A locked-out client is not checked at all, so that a right guess
+            // cannot be told from a wrong one while the lock lasts.
+            let counted = failures.attempt(client, Instant::now()).map_err(too_many)?;
+            let checked = admin_token(header, state);
+            if checked.is_ok() {
+                failures.forgive(counted);
             }
+            return checked;
         }
-        let user: serde_json::Value = answer.json().await.map_err(ServiceError::internal)?;
-        if user["user"]["admin"] != json!(true) {
-            return Err(ServiceError::forbidden("admins only"));
+        // A session: the blog checks it (which takes a while); only a refusal counts.
+        failures.locked(client, Instant::now()).map_err(too_many)?;
+        let checked = check(header, state).await;
+        if matches!(&checked, Err(e) if e.status() == StatusCode::UNAUTHORIZED) {
+            failures.fail(client, Instant::now());
         }
-        Ok(Admin(
-            user["user"]["username"]
-                .as_str()
-                .unwrap_or("admin")
-                .to_string(),
-        ))
+        checked
     }
+}
+
+/// The admin, if `header` carries the admin token (`Bearer` or `Token`).
+fn admin_token(header: &HeaderValue, state: &Arc<ApiState>) -> Result<Admin, ServiceError> {
+    let unauthorized =
+        || ServiceError::unauthorized("an admin token or an admin session is required");
+    let value = header.to_str().map_err(|_| unauthorized())?;
+    let (scheme, credential) = value.split_once(' ').ok_or_else(unauthorized)?;
+    if !(scheme.eq_ignore_ascii_case("token") || scheme.eq_ignore_ascii_case("bearer")) {
+        return Err(unauthorized());
+    }
+    match &state.auth.token {
+        Some(token)
+            if constant_time_eq(
+                token.expose_secret().as_bytes(),
+                credential.trim().as_bytes(),
+            ) =>
+        {
+            Ok(Admin("admin-token".into()))
+        }
+        _ => Err(unauthorized()),
+    }
+}
+
+/// Who the credential in `header` belongs to, if an admin.
+async fn check(header: &HeaderValue, state: &Arc<ApiState>) -> Result<Admin, ServiceError> {
+    let unauthorized =
+        || ServiceError::unauthorized("an admin token or an admin session is required");
+    let value = header.to_str().map_err(|_| unauthorized())?;
+    let (scheme, credential) = value.split_once(' ').ok_or_else(unauthorized)?;
+    let credential = credential.trim();
+    let auth = &state.auth;
+    if !(scheme.eq_ignore_ascii_case("token") || scheme.eq_ignore_ascii_case("bearer")) {
+        return Err(unauthorized());
+    }
+    if let Some(token) = &auth.token {
+        if constant_time_eq(token.expose_secret().as_bytes(), credential.as_bytes()) {
+            return Ok(Admin("admin-token".into()));
+        }
+    }
+    let Some(blog) = &auth.blog_url else {
+        return Err(unauthorized());
+    };
+    let answer = auth
+        .http
+        .get(format!("{blog}/api/user"))
+        .header(header::AUTHORIZATION, format!("Token {credential}"))
+        .send()
+        .await
+        .map_err(|e| {
+            ServiceError::unavailable("unavailable", "cannot check the session now; retry shortly")
+                .with_cause(format!("cannot reach the blog to check a session: {e}"))
+        })?;
+    match answer.status().as_u16() {
+        200 => {}
+        401 => return Err(unauthorized()),
+        code => {
+            return Err(ServiceError::unavailable(
+                "unavailable",
+                "cannot check the session now; retry shortly",
+            )
+            .with_cause(format!("the blog answered a session check with {code}")));
+        }
+    }
+    let user: serde_json::Value = answer.json().await.map_err(ServiceError::internal)?;
+    if user["user"]["admin"] != json!(true) {
+        return Err(ServiceError::forbidden("admins only"));
+    }
+    Ok(Admin(
+        user["user"]["username"]
+            .as_str()
+            .unwrap_or("admin")
+            .to_string(),
+    ))
 }
 
 /// The admin API's routes.

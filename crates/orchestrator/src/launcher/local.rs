@@ -134,6 +134,18 @@ impl Launcher for LocalLauncher {
                     }
                 }
             }
+            // An aggregator of this run that no handle names (one that outlived
+            // its orchestrator's stop, or a relaunch whose handle was never
+            // stored) still holds the run's state: stop it, and relaunch once it
+            // is gone (the next look), rather than fail to start beside it.
+            let state = RunDir::new(&plan.dir).state();
+            if let Some(pid) = bloginfer_fl::server::aggregator_holding(&state) {
+                if is_ours(pid, &plan.run_id) {
+                    tracing::warn!(run = %plan.run_id, pid, "stopping an aggregator no handle names before relaunching");
+                    terminate(pid);
+                    return Ok((Observed::Running, None));
+                }
+            }
             tracing::info!(run = %plan.run_id, "relaunching the run; its aggregator resumes from its state");
             let handle = to_value(self.launch(plan).await?)?;
             Ok((Observed::Running, Some(handle)))

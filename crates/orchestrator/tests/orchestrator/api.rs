@@ -21,11 +21,12 @@ use bloginfer_service::{CancellationToken, Host, ServeConfig, Server};
 use bloginfer_testkit::TestDb;
 use serde_json::{json, Value};
 
-const TOKEN: &str = "an-admin-token-for-tests";
+/// Long enough for the token rules (at least 32 bytes, not the example value).
+pub(crate) const TOKEN: &str = "an-admin-token-for-the-orchestrator-tests";
 
 /// Starts runs that keep running until stopped, and counts the calls.
 #[derive(Default)]
-struct Forever {
+pub(crate) struct Forever {
     started: AtomicUsize,
     stopped: AtomicUsize,
 }
@@ -68,7 +69,7 @@ impl Launcher for Forever {
     }
 }
 
-fn corpus(n: usize) -> Vec<Example> {
+pub(crate) fn corpus(n: usize) -> Vec<Example> {
     (0..n)
         .map(|i| Example {
             text: format!("第{i}条评论，很好"),
@@ -77,7 +78,7 @@ fn corpus(n: usize) -> Vec<Example> {
         .collect()
 }
 
-fn config(dir: &Path) -> OrchestratorConfig {
+pub(crate) fn config(dir: &Path) -> OrchestratorConfig {
     OrchestratorConfig {
         models_dir: dir.join("models"),
         runs_dir: dir.join("runs"),
@@ -121,15 +122,15 @@ fn config(dir: &Path) -> OrchestratorConfig {
     }
 }
 
-struct App {
-    server: Server,
-    http: reqwest::Client,
+pub(crate) struct App {
+    pub(crate) server: Server,
+    pub(crate) http: reqwest::Client,
     launcher: Arc<Forever>,
     _db: TestDb,
     _dir: tempfile::TempDir,
 }
 
-async fn spawn_app() -> App {
+pub(crate) async fn spawn_app() -> App {
     let dir = tempfile::tempdir().expect("tempdir");
     let test_db = TestDb::sqlite();
     let db = bloginfer_db::connect(&test_db.url).await.expect("database");

@@ -5,4 +5,6 @@
 #![allow(clippy::unwrap_used)]
 
 mod api;
+mod auth;
+mod gate;
 mod kubernetes;
