@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::http::StatusCode;
@@ -80,23 +80,8 @@ impl FromRequestParts<Arc<AppState>> for ClientIp {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
-        if state.behind_proxy {
-            let forwarded = parts
-                .headers
-                .get_all("x-forwarded-for")
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .map(str::trim)
-                .rfind(|v| !v.is_empty());
-            if let Some(ip) = forwarded {
-                return Ok(ClientIp(ip.to_string()));
-            }
-        }
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<std::net::SocketAddr>>()
-            .map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string());
+        let peer = bloginfer_service::client_addr(parts, state.behind_proxy)
+            .map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
         Ok(ClientIp(peer))
     }
 }

@@ -68,3 +68,31 @@ where
             .map_err(|r| ServiceError::bad_request("invalid_query", r.body_text()))
     }
 }
+
+/// The client's address: the connection's peer, or, behind a reverse proxy,
+/// the last `X-Forwarded-For` entry (a client can prepend entries but cannot
+/// replace the one the proxy appends); `None` when neither is known.
+pub fn client_addr(parts: &Parts, behind_proxy: bool) -> Option<std::net::IpAddr> {
+    let forwarded = || {
+        parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .rfind(|v| !v.is_empty())
+            .and_then(|v| v.parse().ok())
+    };
+    let peer = || {
+        parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip())
+    };
+    if behind_proxy {
+        forwarded().or_else(peer)
+    } else {
+        peer()
+    }
+}

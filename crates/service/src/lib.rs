@@ -38,7 +38,7 @@ pub use trace::{HostService, RequestContext};
 
 pub use bloginfer_common as common;
 pub use error::ServiceError;
-pub use extract::{BodyBytes, PathParams, QueryParams};
+pub use extract::{client_addr, BodyBytes, PathParams, QueryParams};
 pub use host::{Host, Readiness, Service};
 pub use json::JsonBody;
 pub use serve::{bind, write_addr_file, ServeConfig, ServeError, Server, CLIENT_POOL_IDLE_TIMEOUT};

@@ -76,6 +76,11 @@ impl PrivateRedis {
             .local_addr()
             .expect("addr")
             .port();
+        Self::restart_on(port)
+    }
+
+    /// A redis-server on `port` (a free one, or that of a killed one).
+    pub fn restart_on(port: u16) -> Self {
         let child = std::process::Command::new("redis-server")
             .args([
                 "--port",
@@ -189,35 +194,6 @@ async fn the_redis_cache_is_invalidated_on_writes_and_redis_going_away_changes_n
         counter(&metrics, "error") >= 1.0,
         "cache failures are counted: {metrics}"
     );
-}
-
-impl PrivateRedis {
-    /// A new redis-server on the same port as a killed one.
-    pub fn restart_on(port: u16) -> Self {
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server is installed");
-        let start = std::time::Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < std::time::Duration::from_secs(10),
-                "redis-server did not start"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        Self { child, port }
-    }
 }
 
 /// Does not hang: every call of an outage must answer well within this.

@@ -7,11 +7,10 @@
 //! bytes, not the example value) and compared in constant time; failed
 //! attempts are limited per client address ([`limit`]).
 
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::routing::{get, post};
@@ -138,29 +137,7 @@ pub struct ApiState {
 /// proxy the last `X-Forwarded-For` entry (a client can prepend entries but
 /// not replace the one the proxy appends).
 fn client_of(parts: &Parts, behind_proxy: bool) -> limit::Client {
-    let forwarded = || {
-        parts
-            .headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .rfind(|v| !v.is_empty())
-            .and_then(|v| v.parse::<IpAddr>().ok())
-    };
-    let peer = || {
-        parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip())
-    };
-    let addr = if behind_proxy {
-        forwarded().or_else(peer)
-    } else {
-        peer()
-    };
-    limit::Client::of(addr)
+    limit::Client::of(bloginfer_service::client_addr(parts, behind_proxy))
 }
 
 impl From<OrchestratorError> for ServiceError {
