@@ -36,14 +36,15 @@ fn write_secret(path: &Path, secret: &str) -> Result<()> {
         .map_err(|e| FlError::io(format!("cannot write {}", path.display()), e))
 }
 
-/// Writes worker `id`'s folder: its shard, who it is, and its token. Returns
-/// the worker as the run description lists it.
+/// Writes worker `id`'s folder: its shard, who it is, and its own credential
+/// (derived from the run key, which stays out of the folder). Returns the
+/// worker as the run description lists it.
 pub fn write_worker(
     dir: &RunDir,
     run_id: &str,
     id: &str,
     shard: &[Example],
-    token: &str,
+    run_key: &str,
 ) -> Result<WorkerSpec> {
     let folder = dir.worker(id);
     std::fs::create_dir_all(&folder)
@@ -57,7 +58,8 @@ pub fn write_worker(
             worker_id: id.to_string(),
         },
     )?;
-    write_secret(&worker.token(), token)?;
+    let credential = crate::credentials::worker_credential(run_key, run_id, id)?;
+    write_secret(&worker.token(), &credential)?;
     Ok(WorkerSpec {
         id: id.to_string(),
         samples: u64::try_from(shard.len()).unwrap_or(u64::MAX),
@@ -66,13 +68,13 @@ pub fn write_worker(
 
 /// Writes the model files of a fresh model (architecture and vocabulary; the
 /// vocabulary's size becomes the architecture's), the validation data and the
-/// run token.
+/// run key (the aggregator's secret, from which each worker's credential is derived).
 pub fn write_run_files(
     dir: &RunDir,
     model: &ModelConfig,
     vocab: &Vocab,
     validation: &[Example],
-    token: &str,
+    run_key: &str,
 ) -> Result<()> {
     std::fs::create_dir_all(dir.path())
         .map_err(|e| FlError::io(format!("cannot create {}", dir.path().display()), e))?;
@@ -81,7 +83,7 @@ pub fn write_run_files(
     write_json(&dir.model_config(), &model)?;
     write_json(&dir.vocab(), vocab)?;
     write_tsv(&dir.validation(), validation)?;
-    write_secret(&dir.token(), token)
+    write_secret(&dir.token(), run_key)
 }
 
 /// What goes into a run prepared from one data set.
@@ -97,7 +99,8 @@ pub struct RunData<'a> {
 }
 
 /// Writes the run directory `dir` for `spec`: the training data cut into one
-/// shard per worker, the model files, a fresh run token and `run.json` (whose
+/// shard per worker, the model files, a fresh run key (and a credential per
+/// worker derived from it) and `run.json` (whose
 /// worker list comes from the shards). Returns the spec as written.
 pub fn prepare(
     dir: &RunDir,
@@ -105,8 +108,8 @@ pub fn prepare(
     sharding: Sharding,
     mut spec: RunSpec,
 ) -> Result<RunSpec> {
-    let token = bloginfer_common::random_hex(24);
-    write_run_files(dir, data.model, data.vocab, data.validation, &token)?;
+    let run_key = bloginfer_common::random_hex(32);
+    write_run_files(dir, data.model, data.vocab, data.validation, &run_key)?;
     let shards = partition(
         data.train,
         sharding.workers,
@@ -116,7 +119,7 @@ pub fn prepare(
     spec.workers = shards
         .iter()
         .enumerate()
-        .map(|(i, shard)| write_worker(dir, &spec.run_id, &i.to_string(), shard, &token))
+        .map(|(i, shard)| write_worker(dir, &spec.run_id, &i.to_string(), shard, &run_key))
         .collect::<Result<_>>()?;
     dir.write_spec(&spec)?;
     Ok(spec)

@@ -20,13 +20,17 @@
 
 #![warn(missing_docs)]
 
+pub mod bounds;
 pub mod client;
+pub mod credentials;
 mod error;
 pub mod launcher;
 pub mod local;
 pub mod params;
 pub mod partition;
+pub mod privacy;
 pub mod protocol;
+pub mod secagg;
 pub mod server;
 pub mod spec;
 pub mod strategy;

@@ -154,6 +154,40 @@ impl ParamSet {
             .fold(0.0, f32::max)
     }
 
+    /// Every value in name order, each parameter row-major: what secure
+    /// aggregation masks and sums.
+    pub fn flatten(&self) -> Vec<f32> {
+        self.0
+            .values()
+            .flat_map(|p| p.values.iter().copied())
+            .collect()
+    }
+
+    /// `values` (as [`ParamSet::flatten`] lays them out) shaped like `self`.
+    pub fn unflatten(&self, values: &[f32]) -> Result<ParamSet> {
+        if values.len() != self.len() {
+            return Err(FlError::Invalid(format!(
+                "{} values where the model has {}",
+                values.len(),
+                self.len()
+            )));
+        }
+        let mut rest = values;
+        let mut out = BTreeMap::new();
+        for (name, p) in &self.0 {
+            let (head, tail) = rest.split_at(p.values.len());
+            out.insert(
+                name.clone(),
+                Param {
+                    shape: p.shape.clone(),
+                    values: head.to_vec(),
+                },
+            );
+            rest = tail;
+        }
+        Ok(ParamSet(out))
+    }
+
     /// Values across all parameters (not the number of parameters).
     pub fn len(&self) -> usize {
         self.0.values().map(|p| p.values.len()).sum()

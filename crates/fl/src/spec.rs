@@ -7,12 +7,13 @@
 //! ```text
 //! <run dir>/
 //!   run.json               the RunSpec
-//!   token                  the run token (mode 0600; never in run.json)
+//!   token                  the run key (mode 0600; never in run.json): the
+//!                          aggregator's secret, from which worker credentials derive
 //!   model.json vocab.json  a fresh model's architecture and vocabulary
 //!   validation.tsv         the held-out split the aggregator evaluates each round
 //!   worker-<i>/worker.json worker i's identity (run id, worker id)
 //!   worker-<i>/shard.tsv   worker i's data, and nothing else's
-//!   worker-<i>/token       its token (a worker pod mounts only its own folder)
+//!   worker-<i>/token       its own credential (a worker pod mounts only its own folder)
 //!   state/                 the aggregator's persisted rounds
 //!   status.json            the aggregator's status, replaced as it changes
 //!   result.json            its final status
@@ -26,12 +27,14 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{FlError, Result};
+use crate::privacy::DpSettings;
 use crate::protocol::LocalSettings;
+use crate::strategy::Aggregation;
 use crate::strategy::{Strategy, StrategyKind, StrategyOptions};
 use crate::wire::WireDtype;
 
 /// The version of the `run.json` format this build writes and reads.
-pub const SPEC_VERSION: u32 = 1;
+pub const SPEC_VERSION: u32 = 2;
 
 /// Everything that defines a federated run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,9 +54,16 @@ pub struct RunSpec {
     pub rounds: RoundSpec,
     /// Updates with a larger L2 norm are refused (0: no bound).
     pub max_update_norm: f64,
+    /// Updates whose L2 norm exceeds this multiple of the round's median norm
+    /// are scaled down to it before they are combined (0: never).
+    pub adaptive_norm_multiple: f64,
     /// Element type workers upload in.
     pub upload_dtype: WireDtype,
-    /// The workers of the run, each with its shard's size.
+    /// What the aggregator may learn and what leaves a silo.
+    pub privacy: PrivacySpec,
+    /// The run's roster: its workers, each with its shard's size. Only these
+    /// ids may join, each proving its id with its own credential, and each
+    /// update weighs what the roster says.
     pub workers: Vec<WorkerSpec>,
     /// Make the final model the registry's current version.
     pub promote: bool,
@@ -99,6 +109,21 @@ pub struct RoundSpec {
     pub deadline_seconds: f64,
     /// A worker counts as available this long after it was last heard from.
     pub lease_seconds: f64,
+}
+
+/// What the aggregator may learn of each update, and what leaves a silo.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacySpec {
+    /// Workers mask their updates so that the aggregator learns only their
+    /// sum ([`crate::secagg`]).
+    pub secure_aggregation: bool,
+    /// Client-level differential privacy: clipping, Gaussian noise and an
+    /// accountant ([`crate::privacy`]).
+    pub dp: Option<DpSettings>,
+    /// Workers send the whole embedding, not only the rows their data touched,
+    /// so that an update does not reveal which words a silo used.
+    pub dense_embedding_updates: bool,
 }
 
 /// One worker of a run.
@@ -156,6 +181,30 @@ impl RunSpec {
         if !(self.max_update_norm.is_finite() && self.max_update_norm >= 0.0) {
             return fail("max_update_norm must be at least 0".into());
         }
+        let multiple = self.adaptive_norm_multiple;
+        if !(multiple.is_finite() && (multiple == 0.0 || multiple >= 1.0)) {
+            return fail("adaptive_norm_multiple must be 0 (off) or at least 1".into());
+        }
+        if let Some(dp) = &self.privacy.dp {
+            dp.validate()
+                .map_err(|m| FlError::Config(format!("run.json: dp: {m}")))?;
+        }
+        if self.privacy.secure_aggregation {
+            if self.strategy.aggregation != Aggregation::Mean {
+                return fail(
+                    "secure aggregation reveals only the sum of the updates, so it works with \
+                     the mean only; median and trimmed mean need every update in the clear"
+                        .into(),
+                );
+            }
+            if self.rounds.min_clients < 2 {
+                return fail(
+                    "secure aggregation needs at least 2 updates per round (min_clients >= 2): \
+                     the sum of one update is the update"
+                        .into(),
+                );
+            }
+        }
         if self.workers.is_empty() {
             return fail("a run needs at least one worker".into());
         }
@@ -206,8 +255,13 @@ pub struct Tuning {
     pub client_lease: Duration,
     /// Updates with a larger L2 norm are refused (0: no bound).
     pub max_update_norm: f64,
+    /// Updates beyond this multiple of the round's median norm are scaled
+    /// down to it (0: never).
+    pub adaptive_norm_multiple: f64,
     /// Element type of uploads.
     pub upload_dtype: WireDtype,
+    /// Secure aggregation, differential privacy, dense embedding updates.
+    pub privacy: PrivacySpec,
     /// Standard deviation of a fresh model's initial embeddings.
     pub embed_init_std: f32,
 }
@@ -255,7 +309,9 @@ impl Tuning {
                 lease_seconds: self.client_lease.as_secs_f64(),
             },
             max_update_norm: self.max_update_norm,
+            adaptive_norm_multiple: self.adaptive_norm_multiple,
             upload_dtype: self.upload_dtype,
+            privacy: self.privacy.clone(),
             workers: Vec::new(),
             promote: shape.promote,
             linger_seconds: shape.linger.as_secs_f64(),
@@ -293,7 +349,8 @@ impl RunDir {
     pub fn spec(&self) -> PathBuf {
         self.0.join("run.json")
     }
-    /// The run token's file (mode 0600), kept out of `run.json`.
+    /// The run key's file (mode 0600), kept out of `run.json`: the
+    /// aggregator's secret, from which each worker's credential is derived.
     pub fn token(&self) -> PathBuf {
         self.0.join("token")
     }
@@ -347,7 +404,7 @@ impl RunDir {
         write_json(&self.spec(), spec)
     }
 
-    /// Reads the run token.
+    /// Reads the run key.
     pub fn read_token(&self) -> Result<String> {
         read_token(&self.token())
     }
@@ -370,7 +427,7 @@ impl WorkerDir {
     pub fn shard(&self) -> PathBuf {
         self.0.join("shard.tsv")
     }
-    /// The worker's copy of the run token, which it sends to the aggregator.
+    /// The worker's own credential, which it sends to the aggregator.
     pub fn token(&self) -> PathBuf {
         self.0.join("token")
     }
@@ -378,7 +435,7 @@ impl WorkerDir {
     pub fn read_identity(&self) -> Result<WorkerIdentity> {
         read_json(&self.identity(), "worker identity")
     }
-    /// Reads the token the worker sends to the aggregator.
+    /// Reads the credential the worker sends to the aggregator.
     pub fn read_token(&self) -> Result<String> {
         read_token(&self.token())
     }
@@ -439,7 +496,9 @@ mod tests {
                 lease_seconds: 60.0,
             },
             max_update_norm: 0.0,
+            adaptive_norm_multiple: 3.0,
             upload_dtype: WireDtype::F32,
+            privacy: PrivacySpec::default(),
             workers: vec![
                 WorkerSpec {
                     id: "0".into(),

@@ -264,6 +264,54 @@ pub fn encode<H: Serialize>(
         .map_err(|e| FlError::Invalid(format!("cannot encode message: {e}")))
 }
 
+/// The tensor name of a masked input.
+const MASKED_TENSOR: &str = "masked";
+
+/// Serialises a masked input (secure aggregation): `kind` tag, JSON `header`
+/// and the ring elements as one `U32` tensor.
+pub fn encode_masked<H: Serialize>(kind: &str, header: &H, masked: &[u32]) -> Result<Vec<u8>> {
+    let bytes: Vec<u8> = masked.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let view = TensorView::new(Dtype::U32, vec![masked.len()], &bytes)
+        .map_err(|e| FlError::Invalid(format!("cannot encode the masked input: {e}")))?;
+    let metadata = HashMap::from([
+        ("kind".to_string(), kind.to_string()),
+        ("header".to_string(), json(header)?),
+    ]);
+    safetensors::serialize([(MASKED_TENSOR, view)], Some(metadata))
+        .map_err(|e| FlError::Invalid(format!("cannot encode message: {e}")))
+}
+
+/// Parses a masked input of `kind`: its header and ring elements.
+pub fn decode_masked<H: DeserializeOwned>(bytes: &[u8], kind: &str) -> Result<(H, Vec<u32>)> {
+    let tensors = SafeTensors::deserialize(bytes)
+        .map_err(|e| FlError::Invalid(format!("body is not a safetensors message: {e}")))?;
+    let (_, meta) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| FlError::Invalid(format!("body is not a safetensors message: {e}")))?;
+    let strings = meta.metadata().clone().unwrap_or_default();
+    if strings.get("kind").map(String::as_str) != Some(kind) {
+        return Err(FlError::Invalid(format!("expected a {kind:?} message")));
+    }
+    let header = strings
+        .get("header")
+        .ok_or_else(|| FlError::Invalid("message has no header".into()))?;
+    let header: H = serde_json::from_str(header)
+        .map_err(|e| FlError::Invalid(format!("invalid message header: {e}")))?;
+    let view = tensors
+        .tensor(MASKED_TENSOR)
+        .map_err(|_| FlError::Invalid("message holds no masked input".into()))?;
+    if view.dtype() != Dtype::U32 || tensors.len() != 1 {
+        return Err(FlError::Invalid(
+            "a masked input is exactly one U32 tensor".into(),
+        ));
+    }
+    let values = view
+        .data()
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    Ok((header, values))
+}
+
 fn json<T: Serialize>(value: &T) -> Result<String> {
     serde_json::to_string(value).map_err(|e| FlError::Invalid(e.to_string()))
 }

@@ -262,6 +262,9 @@ fn absorb_status(run: &mut Run, status: &RunStatus) -> bool {
             val_accuracy: r.val_accuracy,
             val_macro_f1: r.val_macro_f1,
             seconds: r.seconds,
+            secure: r.secure,
+            epsilon: r.epsilon,
+            delta: r.epsilon.and(status.delta),
         })
         .collect();
     let done = status.history.iter().filter(|r| r.round > 0).count();

@@ -75,7 +75,8 @@ pub struct Snapshot {
     pub fingerprint: String,
 }
 
-/// Writes the run directory `dir` for `inputs`, with `token` as the run token.
+/// Writes the run directory `dir` for `inputs`, with `token` as the run key (each
+/// worker folder gets its own credential derived from it).
 pub fn write(dir: &Path, inputs: &Inputs<'_>, token: &str) -> Result<Snapshot> {
     if inputs.workers == 0 {
         return Err(OrchestratorError::Config(

@@ -72,6 +72,15 @@ pub struct RoundMetric {
     pub val_macro_f1: Option<f64>,
     /// Wall time of the round.
     pub seconds: f64,
+    /// The aggregator saw only the sum of the round's updates.
+    #[serde(default)]
+    pub secure: bool,
+    /// Differential privacy spent up to this round (ε at `delta`), under DP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epsilon: Option<f64>,
+    /// The δ of `epsilon`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<f64>,
 }
 
 /// Training examples in one worker's shard.

@@ -163,6 +163,10 @@ export interface TrainingSummary {
   rounds: number
   rounds_done: number
   candidate_version: string | null
+  /** The candidate's accuracy on the evaluation split, once evaluated. */
+  candidate_accuracy?: number | null
+  /** The last finished round's metrics (privacy spent, secure aggregation); the detail has all. */
+  last_round?: RoundMetrics | null
   promoted: boolean
   error: string | null
 }
@@ -177,6 +181,13 @@ export interface RoundMetrics {
   val_accuracy: number | null
   val_macro_f1: number | null
   seconds: number
+  /** The aggregator saw only the sum of the round's updates (secure aggregation); false for round 0. */
+  secure?: boolean
+  /** Differential privacy spent up to and including this round; only under DP, never for round 0.
+   * null stands for an infinite ε (JSON has no infinity). */
+  epsilon?: number | null
+  /** The δ of `epsilon`, sent with it. */
+  delta?: number | null
 }
 
 export interface WorkerSamples {

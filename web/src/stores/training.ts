@@ -6,6 +6,7 @@ import {
   isApiError,
   isTerminal,
   trainingsApi,
+  type RoundMetrics,
   type Training,
   type TrainingRequest,
   type TrainingSummary,
@@ -16,13 +17,17 @@ export const LIST_REFRESH_MS = 15_000
 /** Used when a 429 carries no usable Retry-After. */
 export const DEFAULT_RETRY_SECONDS = 30
 
-function summaryOf(run: Training): TrainingSummary {
-  const { round_metrics: _metrics, worker_samples: _samples, ...summary } = run
-  return summary
+/** A run in the list. The list reply has no round metrics; a row keeps those of the run's
+ * last fetched detail, so the runs table can show its privacy (ε, secure aggregation). */
+export type RunRow = TrainingSummary & { round_metrics?: RoundMetrics[] }
+
+function rowOf(run: Training): RunRow {
+  const { worker_samples: _samples, ...row } = run
+  return row
 }
 
 export const useTrainingStore = defineStore('training', () => {
-  const runs = ref<TrainingSummary[]>([])
+  const runs = ref<RunRow[]>([])
   const activeId = ref<string | null>(null)
   const selected = ref<Training | null>(null)
   const selectedId = ref<string | null>(null)
@@ -74,11 +79,15 @@ export const useTrainingStore = defineStore('training', () => {
   }
 
   function upsert(run: Training): void {
-    const summary = summaryOf(run)
+    const row = rowOf(run)
     const index = runs.value.findIndex((r) => r.id === run.id)
-    runs.value =
-      index === -1 ? [summary, ...runs.value] : runs.value.map((r, i) => (i === index ? summary : r))
+    runs.value = index === -1 ? [row, ...runs.value] : runs.value.map((r, i) => (i === index ? row : r))
     if (selectedId.value === run.id) selected.value = run
+  }
+
+  /** Gives the listed row of a fetched run its round metrics. */
+  function keepMetrics(run: Training): void {
+    runs.value = runs.value.map((r) => (r.id === run.id ? { ...r, round_metrics: run.round_metrics } : r))
   }
 
   async function pollActive(): Promise<void> {
@@ -107,7 +116,11 @@ export const useTrainingStore = defineStore('training', () => {
     loading.value = true
     try {
       const list = await trainingsApi.list()
-      runs.value = list.trainings
+      const known = new Map(runs.value.map((r) => [r.id, r.round_metrics]))
+      runs.value = list.trainings.map((r: RunRow) => {
+        const metrics = r.round_metrics ?? known.get(r.id)
+        return metrics ? { ...r, round_metrics: metrics } : r
+      })
       setCooldown(list.cooldown_seconds)
       setActive(list.active_id)
       if (selectedId.value === null && list.trainings[0]) void select(list.trainings[0].id)
@@ -124,6 +137,7 @@ export const useTrainingStore = defineStore('training', () => {
     if (selected.value?.id !== id) selected.value = null
     try {
       const run = await trainingsApi.get(id)
+      keepMetrics(run)
       if (seq === selectSeq) selected.value = run
     } catch (err) {
       if (seq === selectSeq) error.value = err

@@ -1,10 +1,12 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import { flushPromises } from '@vue/test-utils'
 import DashboardView from '@/views/DashboardView.vue'
 import TrainControl from '@/components/dashboard/TrainControl.vue'
 import RunDetail from '@/components/dashboard/RunDetail.vue'
 import ConfusionMatrix from '@/components/dashboard/ConfusionMatrix.vue'
 import VersionsTable from '@/components/dashboard/VersionsTable.vue'
 import RunsTable from '@/components/dashboard/RunsTable.vue'
+import TrainingPanel from '@/components/dashboard/TrainingPanel.vue'
 import ModelCard from '@/components/dashboard/ModelCard.vue'
 import { useAuthStore } from '@/stores/auth'
 import { useTrainingStore } from '@/stores/training'
@@ -205,5 +207,120 @@ describe('runs table', () => {
     const runs = [trainingSummary({ started_at: '2026-12-01T09:00:00Z', finished_at: '2026-12-01T09:01:21Z' })]
     const { wrapper } = await mountApp(RunsTable, { props: { runs, selectedId: null }, locale: 'zh-CN' })
     expect(wrapper.get('[data-testid="training-run-row"]').findAll('td').at(-1)!.text()).toBe('1分21秒')
+  })
+})
+
+describe('privacy of a run', () => {
+  // A run with secure aggregation and client-level DP: ε grows with each round (round 0 has none).
+  const privateRounds = [
+    { round: 0, clients: 0, train_loss: null, val_loss: 0.69, val_accuracy: 0.51, val_macro_f1: 0.43, seconds: 0, secure: false },
+    { round: 1, clients: 3, train_loss: 0.61, val_loss: 0.52, val_accuracy: 0.76, val_macro_f1: 0.75, seconds: 12.5, secure: true, epsilon: 1.5, delta: 1e-5 },
+    { round: 2, clients: 3, train_loss: 0.5, val_loss: 0.47, val_accuracy: 0.8, val_macro_f1: 0.79, seconds: 11, secure: true, epsilon: 3.2149, delta: 1e-5 },
+  ]
+  const plainRounds = [
+    { round: 0, clients: 0, train_loss: null, val_loss: 0.69, val_accuracy: 0.51, val_macro_f1: 0.43, seconds: 0, secure: false },
+    { round: 1, clients: 3, train_loss: 0.61, val_loss: 0.52, val_accuracy: 0.76, val_macro_f1: 0.75, seconds: 12.5, secure: false },
+  ]
+
+  it('puts ε of the last round and a secure-aggregation badge next to the accuracy, and nothing on a plain run', async () => {
+    const runs = [
+      { ...trainingSummary({ id: 'private', candidate_accuracy: 0.8 }), round_metrics: privateRounds },
+      { ...trainingSummary({ id: 'plain', candidate_accuracy: 0.83 }), round_metrics: plainRounds },
+    ]
+    const { wrapper } = await mountApp(RunsTable, { props: { runs, selectedId: null } })
+    const [priv, plain] = wrapper.findAll('[data-testid="training-run-row"]')
+    const epsilon = priv!.get('[data-testid="run-epsilon"]')
+    expect(epsilon.text()).toBe('ε 3.21')
+    expect(epsilon.attributes('title')).toBe('(ε, δ)-differential privacy: ε = 3.21, δ = 1e-5')
+    expect(priv!.get('[data-testid="run-secure"]').text()).toBe('secure agg.')
+    // ε and the badge sit in the accuracy cell.
+    expect(epsilon.element.parentElement!.textContent).toContain('80.0%')
+    expect(plain!.text()).toContain('83.0%')
+    expect(plain!.find('[data-testid="run-epsilon"]').exists()).toBe(false)
+    expect(plain!.find('[data-testid="run-secure"]').exists()).toBe(false)
+    expect(plain!.text()).not.toContain('ε')
+  })
+
+  it('marks a listed run from the last round the list carries, before any detail is fetched', async () => {
+    const runs = [
+      { ...trainingSummary({ id: 'private', candidate_accuracy: 0.8 }), last_round: privateRounds[2] },
+      { ...trainingSummary({ id: 'plain', candidate_accuracy: 0.83 }), last_round: plainRounds[1] },
+    ]
+    const { wrapper } = await mountApp(RunsTable, { props: { runs, selectedId: null } })
+    const [priv, plain] = wrapper.findAll('[data-testid="training-run-row"]')
+    expect(priv!.get('[data-testid="run-epsilon"]').text()).toBe('ε 3.21')
+    expect(priv!.find('[data-testid="run-secure"]').exists()).toBe(true)
+    expect(plain!.find('[data-testid="run-epsilon"]').exists()).toBe(false)
+  })
+
+  it('shows ε ∞ for an unbounded ε (null in JSON) and no badge unless the last round was secure', async () => {
+    const runs = [
+      {
+        ...trainingSummary({ id: 'unbounded' }),
+        round_metrics: [{ ...privateRounds[1]!, secure: true }, { ...privateRounds[2]!, epsilon: null, secure: false }],
+      },
+      // Only the initial weights so far: round 0 says nothing about aggregation.
+      { ...trainingSummary({ id: 'fresh' }), round_metrics: [{ ...privateRounds[0]!, secure: true }] },
+      // The list reply carries no round metrics.
+      trainingSummary({ id: 'listed' }),
+    ]
+    const { wrapper } = await mountApp(RunsTable, { props: { runs, selectedId: null } })
+    const [unbounded, fresh, listed] = wrapper.findAll('[data-testid="training-run-row"]')
+    expect(unbounded!.get('[data-testid="run-epsilon"]').text()).toBe('ε ∞')
+    expect(unbounded!.get('[data-testid="run-epsilon"]').attributes('title')).toContain('ε = ∞, δ = 1e-5')
+    expect(unbounded!.find('[data-testid="run-secure"]').exists()).toBe(false)
+    expect(fresh!.find('[data-testid="run-secure"]').exists()).toBe(false)
+    expect(fresh!.find('[data-testid="run-epsilon"]').exists()).toBe(false)
+    expect(listed!.find('[data-testid="run-epsilon"]').exists()).toBe(false)
+    expect(listed!.find('[data-testid="run-secure"]').exists()).toBe(false)
+  })
+
+  it('states the privacy spent and the aggregation in the run detail', async () => {
+    const { wrapper } = await mountApp(RunDetail, { props: { run: training({ status: 'succeeded', round_metrics: privateRounds }) } })
+    expect(wrapper.get('[data-testid="run-privacy"]').text()).toBe('(ε = 3.21, δ = 1e-5)-DP over 2 rounds')
+    expect(wrapper.get('[data-testid="run-aggregation"]').text()).toBe('secure (the aggregator saw only sums)')
+  })
+
+  it('says a plain run has no differential privacy and was aggregated in the clear', async () => {
+    const { wrapper } = await mountApp(RunDetail, { props: { run: training({ status: 'succeeded', round_metrics: plainRounds }) } })
+    expect(wrapper.get('[data-testid="run-privacy"]').text()).toBe('no differential privacy')
+    expect(wrapper.get('[data-testid="run-aggregation"]').text()).toBe('in the clear')
+    expect(wrapper.get('[data-testid="run-detail"]').text()).not.toContain('ε')
+  })
+
+  it('claims neither before the first round has finished', async () => {
+    const { wrapper } = await mountApp(RunDetail, { props: { run: training({ status: 'running', round_metrics: [privateRounds[0]!] }) } })
+    expect(wrapper.get('[data-testid="run-privacy"]').text()).toBe('—')
+    expect(wrapper.get('[data-testid="run-aggregation"]').text()).toBe('—')
+  })
+
+  it('says it in Chinese', async () => {
+    const { wrapper } = await mountApp(RunDetail, { props: { run: training({ round_metrics: privateRounds }) }, locale: 'zh-CN' })
+    expect(wrapper.get('[data-testid="run-privacy"]').text()).toBe('(ε = 3.21, δ = 1e-5)-差分隐私，共 2 轮')
+    expect(wrapper.get('[data-testid="run-aggregation"]').text()).toBe('安全聚合（聚合方只看到总和）')
+  })
+
+  it('marks the listed run once the dashboard has fetched its rounds, across list refreshes', async () => {
+    const fetch = mockFetch()
+      .on('GET', '/v1/trainings', json({ trainings: [trainingSummary({ status: 'succeeded' }), trainingSummary({ id: 'run-0', status: 'succeeded' })], active_id: null, cooldown_seconds: 0 }))
+      .on('GET', '/v1/trainings/run-1', json(training({ status: 'succeeded', round_metrics: privateRounds })))
+      .on('GET', '/v1/trainings/run-0', json(training({ id: 'run-0', status: 'succeeded', round_metrics: plainRounds })))
+    const store = useTrainingStore()
+    const { wrapper } = await mountApp(TrainingPanel)
+    await store.loadList()
+    await flushPromises()
+    const row = (id: string) => wrapper.get(`[data-testid="training-run-row"][data-run-id="${id}"]`)
+    expect(fetch.callsTo('GET', '/v1/trainings/run-1').length).toBeGreaterThan(0)
+    expect(row('run-1').get('[data-testid="run-epsilon"]').text()).toBe('ε 3.21')
+    expect(row('run-1').find('[data-testid="run-secure"]').exists()).toBe(true)
+    expect(row('run-0').find('[data-testid="run-epsilon"]').exists()).toBe(false)
+    await store.loadList()
+    await flushPromises()
+    expect(row('run-1').get('[data-testid="run-epsilon"]').text()).toBe('ε 3.21')
+    await row('run-0').trigger('click')
+    await flushPromises()
+    expect(row('run-0').find('[data-testid="run-epsilon"]').exists()).toBe(false)
+    expect(row('run-0').find('[data-testid="run-secure"]').exists()).toBe(false)
+    expect(row('run-1').get('[data-testid="run-epsilon"]').text()).toBe('ε 3.21')
   })
 })

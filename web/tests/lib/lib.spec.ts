@@ -2,6 +2,7 @@ import { describe, expect, it, vi } from 'vitest'
 import { debounce } from '@/lib/debounce'
 import { durationSeconds, formatDuration, formatPercent } from '@/lib/format'
 import { pageFromQuery, withPage } from '@/lib/paging'
+import { dpSpent, formatDelta, formatEpsilon, securelyAggregated } from '@/lib/privacy'
 import { safeRedirect } from '@/lib/redirect'
 import { errorText } from '@/lib/errors'
 import { ApiError } from '@/api'
@@ -81,5 +82,23 @@ describe('lib', () => {
     expect(errorText(new ApiError(429, 'cooldown', 'x', null, 12), tr, has)).toBe('请求过于频繁，请 12 秒后再试。')
     expect(errorText(new ApiError(0, 'network_error', 'Failed to fetch'), tr, has)).toContain('无法连接服务器')
     expect(errorText(new ApiError(422, 'text_empty', 'text must not be empty'), tr, has)).toBe('text must not be empty')
+  })
+
+  it('reads the privacy of a run from its last rounds and formats ε and δ', () => {
+    const r = (round: number, extra: object = {}) => ({ round, clients: 3, train_loss: null, val_loss: null, val_accuracy: null, val_macro_f1: null, seconds: 1, ...extra })
+    // Out of order on purpose: the last round is the highest, not the last element.
+    const dp = [r(2, { secure: true, epsilon: 2.5, delta: 1e-5 }), r(0), r(1, { secure: false, epsilon: 1, delta: 1e-5 })]
+    expect(dpSpent(dp)).toEqual({ epsilon: 2.5, delta: 1e-5, rounds: 2 })
+    expect(securelyAggregated(dp)).toBe(true)
+    expect(dpSpent([r(0), r(1, { epsilon: null, delta: 1e-5 })])?.epsilon).toBe(Infinity)
+    expect(dpSpent([r(0), r(1, { secure: true })])).toBeNull()
+    expect(dpSpent(undefined)).toBeNull()
+    expect(securelyAggregated([r(0, { secure: true })])).toBeNull()
+    expect(securelyAggregated([r(0), r(1)])).toBe(false)
+    expect(formatEpsilon(3.2149)).toBe('3.21')
+    expect(formatEpsilon(Infinity)).toBe('∞')
+    expect(formatDelta(1e-5)).toBe('1e-5')
+    expect(formatDelta(0.0000025)).toBe('2.5e-6')
+    expect(formatDelta(null)).toBe('?')
   })
 })

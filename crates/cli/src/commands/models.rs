@@ -68,6 +68,13 @@ pub fn run(models_dir: &Path, command: ModelsCommand) -> Result<()> {
             let mut value = serde_json::to_value(&header)?;
             value["version"] = version.into();
             value["current"] = current.into();
+            // Privacy next to accuracy, where people look first.
+            let federated = &header.metadata.settings["federated"];
+            for key in ["epsilon", "delta"] {
+                if let Some(v) = federated.get(key).filter(|v| !v.is_null()) {
+                    value[key] = v.clone();
+                }
+            }
             println!("{}", serde_json::to_string_pretty(&value)?);
         }
         ModelsCommand::Promote { version } => {

@@ -111,6 +111,8 @@ fn tuning() -> Tuning {
         round_deadline: Duration::from_secs(600),
         client_lease: Duration::from_secs(5),
         max_update_norm: 0.0,
+        adaptive_norm_multiple: 3.0,
+        privacy: Default::default(),
         upload_dtype: WireDtype::F32,
         embed_init_std: TrainConfig::default().embed_init_std,
     }
@@ -501,11 +503,12 @@ fn nan_and_oversized_updates_are_refused_and_counted() {
 /// more honest updates there are.
 const WORKERS: usize = 9;
 
-fn run_nine(aggregation: &str, attacker: bool) -> f64 {
+fn run_nine(aggregation: &str, attacker: bool, norm_multiple: f64) -> f64 {
     let aggregation: Aggregation = aggregation.parse().expect("aggregation");
     let fed = Fed::new(WORKERS, 5400, |s| {
         s.strategy.aggregation = aggregation;
         s.rounds.rounds = 10;
+        s.adaptive_norm_multiple = norm_multiple;
     });
     let (mut aggregator, addr) = fed.aggregator("127.0.0.1:0", "aggregator.log");
     let url = format!("http://{addr}");
@@ -535,14 +538,20 @@ fn run_nine(aggregation: &str, attacker: bool) -> f64 {
 
 #[test]
 fn median_and_trimmed_mean_resist_a_sign_flipping_worker() {
-    let clean_mean = run_nine("mean", false);
-    let attacked_mean = run_nine("mean", true);
+    let off = 0.0;
+    let default = bloginfer_fl::bounds::DEFAULT_MULTIPLE;
+    let clean_mean = run_nine("mean", false, off);
+    let attacked_mean = run_nine("mean", true, off);
     let mut report = format!("mean: clean {clean_mean:.4}, attacked {attacked_mean:.4}");
-    // The attack is real: it wrecks the plain mean.
+    // The attack is real: it wrecks the plain mean when nothing bounds norms.
     assert!(attacked_mean < clean_mean - 0.05, "{report}");
+    // The default adaptive bound takes most of its force away.
+    let bounded_mean = run_nine("mean", true, default);
+    report += &format!(", attacked with the default norm bound {bounded_mean:.4}");
+    assert!(bounded_mean > attacked_mean + 0.02, "{report}");
     for robust in ["median", "trimmed-mean:0.3"] {
-        let clean = run_nine(robust, false);
-        let attacked = run_nine(robust, true);
+        let clean = run_nine(robust, false, default);
+        let attacked = run_nine(robust, true, default);
         report += &format!("; {robust}: clean {clean:.4}, attacked {attacked:.4}");
         assert!(attacked >= clean - 0.01, "{report}");
     }
@@ -707,5 +716,214 @@ fn ctrl_c_on_fl_run_stops_the_aggregator_and_every_worker() {
             children()
         );
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `fl run` with secure aggregation and differential privacy, as an ML engineer
+/// types it: every round is aggregated from masked inputs, and the stored
+/// model and the run's result carry the privacy spent.
+#[test]
+fn fl_run_with_secure_aggregation_and_dp_reports_epsilon_and_delta() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let models = dir.path().join("models");
+    let work = dir.path().join("work");
+    let out = Command::new(BIN)
+        .args(["--models-dir", models.to_str().expect("utf-8")])
+        .args([
+            "fl",
+            "run",
+            "--workers",
+            "3",
+            "--rounds",
+            "2",
+            "--limit",
+            "900",
+        ])
+        .args([
+            "--embed-dim",
+            "16",
+            "--hidden-dim",
+            "16",
+            "--vocab-size",
+            "1500",
+        ])
+        .args([
+            "--secure-aggregation",
+            "--dp-noise-multiplier",
+            "0.8",
+            "--dp-clip",
+            "1.0",
+        ])
+        .args(["--work-dir", work.to_str().expect("utf-8")])
+        .env_remove("MODEL_DIR")
+        .output()
+        .expect("run bloginfer fl run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "fl run failed: {stderr}");
+    let result: Value =
+        serde_json::from_slice(&std::fs::read(work.join("result.json")).expect("result.json"))
+            .expect("result JSON");
+    assert_eq!(result["secure_aggregation"], true);
+    let epsilon = result["epsilon"].as_f64().expect("epsilon");
+    assert!(epsilon.is_finite() && epsilon > 0.0, "{result}");
+    assert_eq!(result["delta"].as_f64(), Some(1e-5));
+    let rounds = history(&result);
+    assert!(
+        rounds[1..]
+            .iter()
+            .all(|r| r["secure"] == true && r["clients"] == 3),
+        "{rounds:?}"
+    );
+    let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let show = Command::new(BIN)
+        .args(["--models-dir", models.to_str().expect("utf-8")])
+        .args(["models", "show", &version])
+        .output()
+        .expect("models show");
+    let shown: Value = serde_json::from_slice(&show.stdout).expect("models show JSON");
+    assert_eq!(shown["epsilon"].as_f64(), Some(epsilon));
+    assert_eq!(shown["delta"].as_f64(), Some(1e-5));
+}
+
+#[test]
+fn secure_aggregation_with_a_robust_aggregate_is_refused_with_a_clear_message() {
+    let out = Command::new(BIN)
+        .args([
+            "fl",
+            "run",
+            "--secure-aggregation",
+            "--aggregation",
+            "median",
+        ])
+        .env_remove("MODEL_DIR")
+        .output()
+        .expect("run bloginfer fl run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--aggregation mean only"), "{stderr}");
+}
+
+/// A POST of JSON over plain HTTP/1.1.
+fn http_post_json(
+    addr: SocketAddr,
+    path: &str,
+    token: &str,
+    body: &Value,
+) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    let body = body.to_string();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_string()))
+}
+
+/// With per-worker credentials, a worker's credential (say, of a compromised
+/// pod) cannot register Sybils or speak for the other worker, and the run key
+/// is no worker at all; the real workers then finish the run undisturbed.
+#[test]
+fn a_stolen_worker_credential_cannot_add_sybils_or_impersonate() {
+    let fed = Fed::new(2, 600, |s| s.rounds.rounds = 1);
+    let (mut aggregator, addr) = fed.aggregator("127.0.0.1:0", "aggregator.log");
+    let stolen = std::fs::read_to_string(fed.run.worker("0").join("token")).expect("credential");
+    let stolen = stolen.trim();
+    let samples = |id: &str| {
+        let spec: Value = serde_json::from_slice(&std::fs::read(fed.run.spec()).expect("run.json"))
+            .expect("spec");
+        spec["workers"]
+            .as_array()
+            .and_then(|w| w.iter().find(|w| w["id"] == id))
+            .map_or(1, |w| w["samples"].as_u64().unwrap_or(1))
+    };
+    let register = |token: &str, id: &str| {
+        let body = serde_json::json!({"worker_id": id, "samples": samples(id)});
+        let (code, body) = http_post_json(addr, "/v1/register", token, &body).expect("answer");
+        let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        (
+            code,
+            body["error"]["code"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        )
+    };
+    for i in 0..300 {
+        assert_eq!(
+            register(stolen, &format!("sybil-{i}")),
+            (403, "impersonation".into())
+        );
+    }
+    assert_eq!(register(stolen, "1"), (403, "impersonation".into()));
+    assert_eq!(register(&fed.token, "0"), (403, "not_a_worker".into()));
+    let url = format!("http://{addr}");
+    let mut workers: Vec<Proc> = (0..2).map(|i| fed.worker(&url, i, "none")).collect();
+    assert!(
+        aggregator.wait_exit().success(),
+        "{}",
+        fed.log("aggregator.log")
+    );
+    for worker in &mut workers {
+        assert!(worker.wait_exit().success());
+    }
+    let rounds = history(&fed.result());
+    let ids: Vec<&str> = rounds[1]["worker_samples"]
+        .as_array()
+        .expect("worker samples")
+        .iter()
+        .filter_map(|w| w[0].as_str())
+        .collect();
+    assert_eq!(ids, vec!["0", "1"]);
+}
+
+/// Secure aggregation with real processes: a worker killed (SIGKILL) right
+/// after its share exchange, before its masked input, does not lose the round:
+/// the survivors reveal its masking key's shares and the round is unmasked.
+#[test]
+fn a_worker_killed_after_the_share_exchange_does_not_lose_a_secure_round() {
+    let fed = Fed::new(3, 2400, |s| {
+        s.rounds.rounds = 1;
+        s.rounds.min_clients = 2;
+        s.rounds.min_available = 3;
+        s.rounds.deadline_seconds = 20.0;
+        s.privacy.secure_aggregation = true;
+    });
+    let (mut aggregator, addr) = fed.aggregator("127.0.0.1:0", "aggregator.log");
+    let url = format!("http://{addr}");
+    let mut workers: Vec<Proc> = (0..3).map(|i| fed.worker(&url, i, "none")).collect();
+    let start = Instant::now();
+    while !fed
+        .log("worker-2.log")
+        .contains("secure shares sent round=1")
+    {
+        assert!(start.elapsed() < PATIENCE, "worker 2 never sent its shares");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    workers[2].0.kill().expect("kill worker 2");
+    workers[2].0.wait().expect("reap");
+    assert!(
+        aggregator.wait_exit().success(),
+        "aggregator failed:\n{}",
+        fed.log("aggregator.log")
+    );
+    let rounds = history(&fed.result());
+    assert_eq!(rounds.len(), 2, "{rounds:?}");
+    // Round 1 went on with the two survivors (worker 2 sent shares, then no masked input).
+    assert_eq!(rounds[1]["clients"], 2, "{rounds:?}");
+    assert_eq!(rounds[1]["secure"], true);
+    assert!(!fed
+        .log("worker-2.log")
+        .contains("masked update accepted round=1"));
+    for worker in workers.iter_mut().take(2) {
+        assert!(worker.wait_exit().success());
     }
 }

@@ -42,7 +42,12 @@ impl AggregatorConfig {
         };
         Ok(Self {
             run_id: spec.run_id.clone(),
-            token: token.into(),
+            run_key: token.into(),
+            roster: spec
+                .workers
+                .iter()
+                .map(|w| (w.id.clone(), w.samples))
+                .collect(),
             model,
             vocab,
             initial,
@@ -59,7 +64,9 @@ impl AggregatorConfig {
                 seed: spec.local.seed,
             },
             max_update_norm: spec.max_update_norm,
+            adaptive_norm_multiple: spec.adaptive_norm_multiple,
             upload_dtype: spec.upload_dtype,
+            privacy: spec.privacy.clone(),
             validation,
             state_dir: dir.state(),
             models_dir: host.models_dir.clone(),

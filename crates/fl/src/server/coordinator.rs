@@ -10,8 +10,11 @@ use rand::rngs::StdRng;
 use rand::seq::IteratorRandom;
 use rand::SeedableRng;
 
+use super::secure::{Advance, SecureInput, SecureRound, Stage};
 use crate::params::ParamSet;
 use crate::protocol::{RoundRecord, RunStatus, Task, UpdateHeader};
+use crate::secagg::RoundContext;
+use crate::spec::PrivacySpec;
 use crate::strategy::ServerState;
 
 /// Attempts a round gets before the run fails.
@@ -58,8 +61,17 @@ pub struct Received {
     pub bytes: usize,
 }
 
+/// What a closed round hands to aggregation.
+#[derive(Debug)]
+pub enum RoundInput {
+    /// The accepted updates, each in the clear.
+    Plain(Vec<Received>),
+    /// The masked sum and what unmasks it.
+    Secure(Box<SecureInput>),
+}
+
 /// Where the run stands.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Phase {
     /// Waiting for enough workers.
     Waiting,
@@ -73,6 +85,8 @@ pub enum Phase {
         refused: BTreeSet<String>,
         /// When to stop waiting.
         deadline: Instant,
+        /// The round's secure-aggregation stages, when the run aggregates securely.
+        secure: Option<Box<SecureRound>>,
     },
     /// The round closed; its updates are being combined and the new weights evaluated.
     Aggregating,
@@ -137,6 +151,12 @@ pub struct Coordinator {
     pub round_started: Option<Instant>,
     /// When the run finished.
     pub finished_at: Option<Instant>,
+    /// The run's roster: who may be selected, and what each weighs.
+    pub roster: BTreeMap<String, u64>,
+    /// Secure aggregation and differential privacy settings.
+    pub privacy: PrivacySpec,
+    /// Values in the model (the length of a masked input).
+    pub model_len: usize,
 }
 
 impl Coordinator {
@@ -157,6 +177,14 @@ impl Coordinator {
                 told_finished: false,
             },
         );
+    }
+
+    /// How long `worker`'s registration stays live, if it was heard from
+    /// within the lease: a second registration is refused meanwhile.
+    pub fn live_registration(&self, worker: &str, now: Instant) -> Option<Duration> {
+        let seen = self.clients.get(worker)?.last_seen;
+        let elapsed = now.saturating_duration_since(seen);
+        (elapsed < self.rules.lease).then(|| self.rules.lease - elapsed)
     }
 
     /// Workers heard from within the lease.
@@ -180,6 +208,12 @@ impl Coordinator {
                     version: self.version.clone(),
                 }
             }
+            Phase::Collecting {
+                secure: Some(secure),
+                ..
+            } => secure
+                .task_for(worker)
+                .unwrap_or(Task::Wait { round: self.round }),
             // A refused worker is done for this attempt: telling it to train
             // again would only earn it a `duplicate_update`.
             Phase::Collecting {
@@ -197,8 +231,8 @@ impl Coordinator {
         }
     }
 
-    /// Checks that an update for `round` from `worker` may be taken now.
-    pub fn admissible(&self, run_id: &str, round: u32, worker: &str) -> Result<(), Refusal> {
+    /// Checks that a message of run `run_id` for `round` may be taken now.
+    fn admissible_round(&self, run_id: &str, round: u32) -> Result<(), Refusal> {
         if run_id != self.run_id {
             return Err(Refusal::new(
                 409,
@@ -226,6 +260,12 @@ impl Coordinator {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    /// Checks that an update for `round` from `worker` may be taken now.
+    pub fn admissible(&self, run_id: &str, round: u32, worker: &str) -> Result<(), Refusal> {
+        self.admissible_round(run_id, round)?;
         match &self.phase {
             Phase::Collecting {
                 selected,
@@ -287,75 +327,152 @@ impl Coordinator {
     }
 
     /// Advances the round: starts it when enough workers are available, and
-    /// returns the updates to aggregate once all selected workers reported or
-    /// the deadline passed with enough of them. A round that misses its
-    /// deadline without enough updates starts over with a new selection.
-    pub fn tick(&mut self, now: Instant) -> Option<Vec<Received>> {
+    /// returns what to aggregate once all selected workers reported or the
+    /// deadline passed with enough of them. A round that misses its deadline
+    /// without enough updates starts over with a new selection.
+    pub fn tick(&mut self, now: Instant) -> Option<RoundInput> {
+        let needed = self.rules.min_clients.max(1);
         match &mut self.phase {
             Phase::Waiting => {
-                let available: Vec<String> = self.available(now).into_iter().cloned().collect();
-                if available.len() < self.rules.min_available.max(self.rules.min_clients).max(1) {
-                    return None;
-                }
-                // fraction is in (0, 1], so the rounded-up share of the
-                // available workers is a non-negative count no larger than it.
-                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-                let wanted = ((self.rules.fraction * available.len() as f64).ceil() as usize)
-                    .max(self.rules.min_clients)
-                    .clamp(1, available.len());
-                let mut rng = StdRng::seed_from_u64(
-                    self.rules.seed ^ (u64::from(self.round) << 32) ^ u64::from(self.attempt),
-                );
-                let selected: BTreeSet<String> = available
-                    .into_iter()
-                    .choose_multiple(&mut rng, wanted)
-                    .into_iter()
-                    .collect();
-                self.round_started.get_or_insert(now);
-                self.phase = Phase::Collecting {
-                    selected,
-                    updates: BTreeMap::new(),
-                    refused: BTreeSet::new(),
-                    deadline: now + self.rules.deadline,
-                };
+                self.start_round(now);
                 None
             }
+            Phase::Collecting {
+                secure: Some(secure),
+                ..
+            } => match secure.advance(now, needed) {
+                Advance::Waiting => None,
+                Advance::Retry(why) => {
+                    self.retry_round(now, &why);
+                    None
+                }
+                Advance::Ready(input) => {
+                    self.phase = Phase::Aggregating;
+                    Some(RoundInput::Secure(input))
+                }
+            },
             Phase::Collecting {
                 selected,
                 updates,
                 refused,
                 deadline,
+                secure: None,
             } => {
-                let enough = updates.len() >= self.rules.min_clients.max(1);
+                let enough = updates.len() >= needed;
                 let all_in = updates.len() + refused.len() >= selected.len();
                 if enough && (all_in || now >= *deadline) {
                     let taken = std::mem::take(updates).into_values().collect();
                     self.phase = Phase::Aggregating;
-                    return Some(taken);
+                    return Some(RoundInput::Plain(taken));
                 }
                 if all_in || now >= *deadline {
-                    self.attempt += 1;
-                    tracing::warn!(
-                        round = self.round,
-                        attempt = self.attempt,
-                        received = updates.len(),
-                        needed = self.rules.min_clients,
-                        "round ended without enough valid updates; retrying it"
-                    );
-                    if self.attempt >= MAX_ATTEMPTS {
-                        self.error = Some(format!(
-                            "round {} failed {MAX_ATTEMPTS} times without {} valid updates",
-                            self.round, self.rules.min_clients
-                        ));
-                        self.phase = Phase::Failed;
-                        self.finished_at = Some(now);
-                    } else {
-                        self.phase = Phase::Waiting;
-                    }
+                    let why = format!("{} valid updates of {needed} needed", updates.len());
+                    self.retry_round(now, &why);
                 }
                 None
             }
             _ => None,
+        }
+    }
+
+    /// Selects this round's workers once enough are available.
+    fn start_round(&mut self, now: Instant) {
+        let available: Vec<String> = self
+            .available(now)
+            .into_iter()
+            .filter(|id| self.roster.contains_key(*id))
+            .cloned()
+            .collect();
+        if available.len() < self.rules.min_available.max(self.rules.min_clients).max(1) {
+            return;
+        }
+        // fraction is in (0, 1], so the rounded-up share of the available
+        // workers is a non-negative count no larger than it.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let wanted = ((self.rules.fraction * available.len() as f64).ceil() as usize)
+            .max(self.rules.min_clients)
+            .clamp(1, available.len());
+        let mut rng = StdRng::seed_from_u64(
+            self.rules.seed ^ (u64::from(self.round) << 32) ^ u64::from(self.attempt),
+        );
+        let selected: BTreeSet<String> = available
+            .into_iter()
+            .choose_multiple(&mut rng, wanted)
+            .into_iter()
+            .collect();
+        self.round_started.get_or_insert(now);
+        let deadline = now + self.rules.deadline;
+        let secure = self.privacy.secure_aggregation.then(|| {
+            let members = selected
+                .iter()
+                .map(|id| (id.clone(), self.roster.get(id).copied().unwrap_or(0)))
+                .collect();
+            let context = RoundContext {
+                run_id: self.run_id.clone(),
+                round: self.round,
+            };
+            // Key and share exchanges are small messages to long-polling
+            // workers; a participant silent this long has dropped out.
+            let control = self.rules.lease.max(Duration::from_secs(5));
+            Box::new(SecureRound::new(
+                context,
+                &members,
+                self.privacy.dp.is_some(),
+                self.model_len,
+                now,
+                control,
+                deadline,
+            ))
+        });
+        self.phase = Phase::Collecting {
+            selected,
+            updates: BTreeMap::new(),
+            refused: BTreeSet::new(),
+            deadline,
+            secure,
+        };
+    }
+
+    /// Starts the round over after an attempt without enough participants
+    /// (or fails the run after [`MAX_ATTEMPTS`]).
+    fn retry_round(&mut self, now: Instant, why: &str) {
+        self.attempt += 1;
+        tracing::warn!(
+            round = self.round,
+            attempt = self.attempt,
+            "round ended without enough participants ({why}); retrying it"
+        );
+        if self.attempt >= MAX_ATTEMPTS {
+            self.error = Some(format!(
+                "round {} failed {MAX_ATTEMPTS} times: {why}",
+                self.round
+            ));
+            self.phase = Phase::Failed;
+            self.finished_at = Some(now);
+        } else {
+            self.phase = Phase::Waiting;
+        }
+    }
+
+    /// The secure stages of the current round, once it collects, in a run
+    /// that aggregates securely.
+    pub fn secure_round(&mut self, run_id: &str, round: u32) -> Result<&mut SecureRound, Refusal> {
+        self.admissible_round(run_id, round)?;
+        match &mut self.phase {
+            Phase::Collecting {
+                secure: Some(secure),
+                ..
+            } => Ok(secure),
+            Phase::Collecting { secure: None, .. } => Err(Refusal::new(
+                409,
+                "not_secure",
+                "this run does not aggregate securely",
+            )),
+            _ => Err(Refusal::new(
+                409,
+                "round_not_open",
+                format!("round {round} is not collecting"),
+            )),
         }
     }
 
@@ -382,6 +499,29 @@ impl Coordinator {
         };
     }
 
+    /// What decides the tasks workers get: round, attempt, phase and secure
+    /// stage. When it changes, long-polling workers must be woken.
+    pub fn task_mark(&self) -> (u32, u32, u8) {
+        let phase = match &self.phase {
+            Phase::Waiting => 0,
+            Phase::Collecting {
+                secure: Some(secure),
+                ..
+            } => match secure.stage() {
+                Stage::Keys => 1,
+                Stage::Shares => 2,
+                Stage::Masked => 3,
+                Stage::Unmask => 4,
+            },
+            Phase::Collecting { secure: None, .. } => 5,
+            Phase::Aggregating => 6,
+            Phase::Finalizing => 7,
+            Phase::Finished => 8,
+            Phase::Failed => 9,
+        };
+        (self.round, self.attempt, phase)
+    }
+
     /// True once every registered worker heard that the run is over.
     pub fn everyone_told(&self) -> bool {
         self.clients.values().all(|c| c.told_finished)
@@ -391,6 +531,11 @@ impl Coordinator {
     pub fn status(&self, now: Instant) -> RunStatus {
         let (phase, selected, reported) = match &self.phase {
             Phase::Waiting => ("waiting", 0, 0),
+            Phase::Collecting {
+                selected,
+                secure: Some(secure),
+                ..
+            } => ("training", selected.len(), secure.reported()),
             Phase::Collecting {
                 selected, updates, ..
             } => ("training", selected.len(), updates.len()),
@@ -410,6 +555,15 @@ impl Coordinator {
             history: self.history.clone(),
             version: self.version.clone(),
             error: self.error.clone(),
+            secure_aggregation: self.privacy.secure_aggregation,
+            epsilon: self.privacy.dp.map(|_| {
+                self.history
+                    .iter()
+                    .rev()
+                    .find_map(|r| r.epsilon)
+                    .unwrap_or(0.0)
+            }),
+            delta: self.privacy.dp.map(|dp| dp.delta),
         }
     }
 }

@@ -5,10 +5,12 @@
 //! registry. [`Aggregator`] is the service facade; its driver is its one
 //! background task, and when the run is over it asks the host to shut down.
 
+mod aggregate;
 mod coordinator;
 mod http;
 mod metrics;
 pub mod persist;
+mod secure;
 
 mod config;
 
@@ -19,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use bloginfer_model::data::Example;
-use bloginfer_model::train::{encode_all, evaluate, Encoded};
+use bloginfer_model::train::{encode_all, Encoded};
 use bloginfer_model::{Checkpoint, ModelConfig, Registry, SentimentModel, TrainingMetadata};
 use bloginfer_service::{BoxFuture, CancellationToken, Readiness, Service, Supervisor};
 use bloginfer_text::{Encoder, Vocab};
@@ -29,21 +31,26 @@ use secrecy::SecretString;
 use tokio::sync::watch;
 
 pub use config::HostSettings;
-pub use coordinator::{Coordinator, Phase, Refusal, RoundRules};
+pub use coordinator::{Coordinator, Phase, Refusal, RoundInput, RoundRules};
 
 use crate::error::{FlError, Result};
 use crate::params::ParamSet;
 use crate::protocol::{LocalSettings, RoundRecord, RunStatus, WeightsHeader, WEIGHTS_KIND};
-use crate::strategy::{combine, Contribution, ServerState, Strategy};
+use crate::spec::PrivacySpec;
+use crate::strategy::{ServerState, Strategy};
 use crate::wire::{self, WireDtype, WireSet};
+use aggregate::{aggregate, evaluate_params};
 
 /// Everything that defines a run on the aggregator's side.
 #[derive(Clone)]
 pub struct AggregatorConfig {
     /// Run id (ties state files and updates to this run).
     pub run_id: String,
-    /// Token every request must carry.
-    pub token: SecretString,
+    /// The run key: every worker's credential is derived from it
+    /// ([`crate::credentials`]); presented itself, it may read the status only.
+    pub run_key: SecretString,
+    /// The run's workers and the shard size each one's updates weigh.
+    pub roster: BTreeMap<String, u64>,
     /// Architecture (its `vocab_size` must match `vocab`).
     pub model: ModelConfig,
     /// The vocabulary every worker encodes with, sent when it registers.
@@ -60,8 +67,13 @@ pub struct AggregatorConfig {
     pub rules: RoundRules,
     /// Updates with a larger L2 norm are refused (0: no bound).
     pub max_update_norm: f64,
+    /// Updates beyond this multiple of the round's median norm are scaled down
+    /// to it before they are combined (0: never).
+    pub adaptive_norm_multiple: f64,
     /// Element type workers upload in.
     pub upload_dtype: WireDtype,
+    /// Secure aggregation, differential privacy, dense embedding updates.
+    pub privacy: PrivacySpec,
     /// Server-side validation data (may be empty).
     pub validation: Vec<Example>,
     /// Where round state is persisted.
@@ -268,20 +280,11 @@ impl Aggregator {
                             evaluate_params(&config.model, &global, &validation, config.threads)?;
                         history.push(RoundRecord {
                             round: 0,
-                            clients: 0,
-                            samples: 0,
-                            train_loss: None,
                             val_loss: metrics.loss,
                             val_accuracy: Some(metrics.accuracy),
                             val_macro_f1: Some(metrics.macro_f1),
-                            seconds: 0.0,
-                            slowest_train_seconds: 0.0,
-                            upload_bytes_mean: 0,
-                            download_bytes: 0,
-                            rejected: 0,
-                            attempts: 0,
                             eval_seconds,
-                            worker_samples: Vec::new(),
+                            ..RoundRecord::default()
                         });
                     }
                     let server = ServerState::new(config.strategy.server);
@@ -311,6 +314,14 @@ impl Aggregator {
             rejected: 0,
             round_started: None,
             finished_at: None,
+            roster: config.roster.clone(),
+            privacy: config.privacy.clone(),
+            model_len: config
+                .model
+                .parameter_shapes()
+                .iter()
+                .map(|(_, s)| s.iter().product::<usize>())
+                .sum(),
         };
         let shared = Arc::new(Shared {
             coordinator: Mutex::new(coordinator),
@@ -411,90 +422,6 @@ fn persist_now(shared: &Shared) -> Result<()> {
     persist::save(&shared.config.state_dir, &header, &global, &server)
 }
 
-fn evaluate_params(
-    config: &ModelConfig,
-    params: &ParamSet,
-    data: &[Encoded],
-    threads: usize,
-) -> Result<(bloginfer_model::Metrics, f64)> {
-    let start = Instant::now();
-    let model =
-        SentimentModel::from_tensors(config.clone(), params.to_tensors()?)?.with_threads(threads);
-    let metrics = evaluate(&model, data)?;
-    Ok((metrics, start.elapsed().as_secs_f64()))
-}
-
-/// Aggregates a round's updates into new global weights; evaluates them.
-fn aggregate(
-    shared: &Shared,
-    round: u32,
-    global: &ParamSet,
-    mut server: ServerState,
-    updates: &[coordinator::Received],
-) -> Result<(ParamSet, ServerState, RoundRecord)> {
-    let contributions: Vec<Contribution<'_>> = updates
-        .iter()
-        .map(|r| Contribution {
-            update: &r.update,
-            samples: r.header.samples,
-        })
-        .collect();
-    let combined = combine(shared.config.strategy.aggregation, &contributions)?;
-    let mut next = global.clone();
-    server.apply(&mut next, &combined)?;
-    if let Some((name, _)) = next
-        .0
-        .iter()
-        .find(|(_, p)| p.values.iter().any(|v| !v.is_finite()))
-    {
-        return Err(FlError::Invalid(format!(
-            "aggregation produced non-finite values in {name}"
-        )));
-    }
-    let samples: u64 = updates.iter().map(|r| r.header.samples).sum();
-    let train_loss = updates
-        .iter()
-        .map(|r| r.header.train_loss * r.header.samples as f64)
-        .sum::<f64>()
-        / samples.max(1) as f64;
-    let (val_loss, val_accuracy, val_macro_f1, eval_seconds) = if shared.validation.is_empty() {
-        (None, None, None, 0.0)
-    } else {
-        let (m, s) = evaluate_params(
-            &shared.config.model,
-            &next,
-            &shared.validation,
-            shared.config.threads,
-        )?;
-        (m.loss, Some(m.accuracy), Some(m.macro_f1), s)
-    };
-    let record = RoundRecord {
-        round,
-        clients: updates.len(),
-        samples,
-        train_loss: Some(train_loss),
-        val_loss,
-        val_accuracy,
-        val_macro_f1,
-        seconds: 0.0,
-        slowest_train_seconds: updates
-            .iter()
-            .map(|r| r.header.train_seconds)
-            .fold(0.0, f64::max),
-        upload_bytes_mean: (updates.iter().map(|r| r.bytes as u64).sum::<u64>())
-            / updates.len().max(1) as u64,
-        download_bytes: 0,
-        rejected: 0,
-        attempts: 0,
-        eval_seconds,
-        worker_samples: updates
-            .iter()
-            .map(|r| (r.header.worker_id.clone(), r.header.samples))
-            .collect(),
-    };
-    Ok((next, server, record))
-}
-
 /// Writes the final model to the registry; returns its version.
 fn finalize(shared: &Shared) -> Result<Option<String>> {
     let Some(dir) = &shared.config.models_dir else {
@@ -546,6 +473,10 @@ fn finalize(shared: &Shared) -> Result<Option<String>> {
                 "fraction": cfg.rules.fraction,
                 "round_deadline_seconds": cfg.rules.deadline.as_secs_f64(),
                 "max_update_norm": cfg.max_update_norm,
+                "adaptive_norm_multiple": cfg.adaptive_norm_multiple,
+                "privacy": cfg.privacy,
+                "epsilon": history.last().and_then(|r| r.epsilon),
+                "delta": cfg.privacy.dp.map(|dp| dp.delta),
                 "upload_dtype": cfg.upload_dtype,
                 "local": cfg.local,
                 "workers": clients.iter().map(|(id, c)| (id.clone(), c.samples)).collect::<BTreeMap<_, _>>(),
@@ -614,10 +545,12 @@ async fn drive(shared: Arc<Shared>, token: CancellationToken, host: Supervisor) 
                 .metrics
                 .clients_available
                 .set(i64::try_from(c.available(now).len()).unwrap_or(i64::MAX));
-            let was_collecting = matches!(c.phase, Phase::Collecting { .. });
+            let before = c.task_mark();
             let ready = c.tick(now);
-            if !was_collecting && matches!(c.phase, Phase::Collecting { .. }) {
-                // A round opened: wake the long polls of the selected workers.
+            if c.task_mark() != before {
+                // A round opened or a secure stage moved on: what workers should
+                // do changed, so wake their long polls (the message that
+                // completed a stage woke them before the stage closed).
                 shared.notify();
             }
             let done = matches!(c.phase, Phase::Finished | Phase::Failed)
@@ -650,7 +583,7 @@ async fn drive(shared: Arc<Shared>, token: CancellationToken, host: Supervisor) 
             shared.notify();
             let worker = shared.clone();
             let result = tokio::task::spawn_blocking(move || {
-                aggregate(&worker, round, &global, server, &updates)
+                aggregate(&worker, round, &global, server, updates)
             })
             .await;
             let outcome = match result {

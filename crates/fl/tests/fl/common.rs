@@ -46,7 +46,8 @@ pub fn config(
 ) -> AggregatorConfig {
     AggregatorConfig {
         run_id: "test-run".into(),
-        token: "test-token".to_string().into(),
+        run_key: RUN_KEY.to_string().into(),
+        roster: Default::default(),
         model,
         vocab,
         initial: None,
@@ -63,6 +64,10 @@ pub fn config(
             seed: 7,
         },
         max_update_norm: 0.0,
+        // Off here, so that runs can be compared with central training exactly;
+        // the tests of the bound turn it on.
+        adaptive_norm_multiple: 0.0,
+        privacy: Default::default(),
         upload_dtype: bloginfer_fl::wire::WireDtype::F32,
         validation: Vec::new(),
         state_dir: dir.join("state"),
@@ -102,13 +107,45 @@ pub async fn start(
     (url, task)
 }
 
+/// Local settings for protocol tests (no training to speak of).
+pub fn quick_local() -> LocalSettings {
+    LocalSettings {
+        batch_size: 8,
+        clip_norm: 0.0,
+        token_dropout: 0.0,
+        seed: 1,
+    }
+}
+
+/// FedAvg with its defaults.
+pub fn fedavg() -> Strategy {
+    use bloginfer_fl::strategy::{StrategyKind, StrategyOptions};
+    Strategy::new(StrategyKind::FedAvg, &StrategyOptions::default()).expect("strategy")
+}
+
+/// The run key of the test aggregators.
+pub const RUN_KEY: &str = "test-run-key-0123456789abcdef0123456789abcdef";
+
+/// Worker `id`'s credential for the test run.
+pub fn credential(id: &str) -> String {
+    bloginfer_fl::credentials::worker_credential(RUN_KEY, "test-run", id).expect("credential")
+}
+
+/// A roster of `(id, samples)`.
+pub fn roster(workers: &[(&str, usize)]) -> std::collections::BTreeMap<String, u64> {
+    workers
+        .iter()
+        .map(|(id, n)| (id.to_string(), *n as u64))
+        .collect()
+}
+
 /// A worker over `shard` (written to `dir`).
 pub fn worker(url: &str, id: &str, shard: &[Example], dir: &Path) -> WorkerConfig {
     let path = dir.join(format!("shard-{id}.tsv"));
     bloginfer_fl::partition::write_tsv(&path, shard).expect("write shard");
     WorkerConfig {
         aggregator: url.to_string(),
-        token: "test-token".to_string().into(),
+        token: credential(id).into(),
         worker_id: id.to_string(),
         shard: path,
         threads: 1,

@@ -48,7 +48,7 @@ async fn fedavg_with_one_client_equals_centralized_training() {
         ..Default::default()
     };
     let strategy = Strategy::new(StrategyKind::FedAvg, &options).expect("strategy");
-    let config = crate::common::config(
+    let mut config = crate::common::config(
         model.clone(),
         vocab.clone(),
         strategy,
@@ -57,6 +57,7 @@ async fn fedavg_with_one_client_equals_centralized_training() {
         1,
         dir.path(),
     );
+    config.roster = crate::common::roster(&[("0", examples.len())]);
     let (url, server) = crate::common::start(config).await;
     let worker = crate::common::worker(&url, "0", &examples, dir.path());
     let shard = worker.shard.clone();
@@ -106,7 +107,7 @@ async fn fedsgd_with_two_equal_clients_equals_one_step_on_the_union_batch() {
     };
     let strategy =
         Strategy::new(StrategyKind::FedSgd, &StrategyOptions::default()).expect("strategy");
-    let config = crate::common::config(
+    let mut config = crate::common::config(
         model.clone(),
         vocab.clone(),
         strategy,
@@ -115,6 +116,7 @@ async fn fedsgd_with_two_equal_clients_equals_one_step_on_the_union_batch() {
         2,
         dir.path(),
     );
+    config.roster = crate::common::roster(&[("a", 32), ("b", 32)]);
     let (url, server) = crate::common::start(config).await;
     let (left, right) = examples.split_at(32);
     let a = tokio::spawn(run_worker(crate::common::worker(

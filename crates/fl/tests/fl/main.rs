@@ -6,5 +6,7 @@
 
 mod common;
 mod equivalence;
+mod hostile;
 mod protocol;
+mod secure;
 mod strategies;

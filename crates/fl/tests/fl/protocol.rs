@@ -17,15 +17,7 @@ fn update_body(
     if let Some(p) = delta.0.get_mut("fc.bias") {
         p.values.fill(value);
     }
-    let header = UpdateHeader {
-        run_id: "test-run".into(),
-        round,
-        worker_id: worker.into(),
-        samples: 10,
-        train_loss: 0.5,
-        steps: 1,
-        train_seconds: 0.1,
-    };
+    let header = update_header(worker, round);
     encode(
         UPDATE_KIND,
         &header,
@@ -33,6 +25,18 @@ fn update_body(
         WireDtype::F32,
     )
     .expect("encode")
+}
+
+fn update_header(worker: &str, round: u32) -> UpdateHeader {
+    UpdateHeader {
+        run_id: "test-run".into(),
+        round,
+        worker_id: worker.into(),
+        samples: 10,
+        train_loss: 0.5,
+        steps: 1,
+        train_seconds: 0.1,
+    }
 }
 
 async fn error_code(resp: reqwest::Response) -> (u16, String) {
@@ -63,9 +67,13 @@ async fn the_aggregator_refuses_bad_requests_with_clear_statuses() {
     let mut config = crate::common::config(model.clone(), vocab, strategy, local, 2, 1, dir.path());
     config.rules.min_available = 2;
     config.max_update_norm = 100.0;
+    config.roster = crate::common::roster(&[("a", 10), ("b", 10)]);
     let (url, _server) = crate::common::start(config).await;
     let http = reqwest::Client::new();
-    let authed = |req: reqwest::RequestBuilder| req.bearer_auth("test-token");
+    let as_worker = |worker: &str, req: reqwest::RequestBuilder| {
+        req.bearer_auth(crate::common::credential(worker))
+    };
+    let authed = |req: reqwest::RequestBuilder| as_worker("a", req);
 
     let resp = http
         .post(format!("{url}/v1/register"))
@@ -100,10 +108,10 @@ async fn the_aggregator_refuses_bad_requests_with_clear_statuses() {
         .send()
         .await
         .expect("send");
-    assert_eq!(error_code(resp).await, (422, "empty_shard".into()));
+    assert_eq!(error_code(resp).await, (422, "samples_mismatch".into()));
 
     for worker in ["a", "b"] {
-        let resp = authed(http.post(format!("{url}/v1/register")))
+        let resp = as_worker(worker, http.post(format!("{url}/v1/register")))
             .json(&json!({"worker_id": worker, "samples": 10}))
             .send()
             .await
@@ -133,9 +141,20 @@ async fn the_aggregator_refuses_bad_requests_with_clear_statuses() {
     assert_eq!(resp.status().as_u16(), 200);
 
     let post = |body: Vec<u8>, round: u32| {
-        authed(http.post(format!("{url}/v1/rounds/{round}/update")))
-            .body(body)
-            .send()
+        // The update's sender acts as the worker its body names.
+        let (header, _): (UpdateHeader, _) = bloginfer_fl::wire::decode(&body, UPDATE_KIND)
+            .unwrap_or((update_header("a", round), Default::default()));
+        let worker = if header.worker_id == "z" {
+            "a".to_string()
+        } else {
+            header.worker_id
+        };
+        as_worker(
+            &worker,
+            http.post(format!("{url}/v1/rounds/{round}/update")),
+        )
+        .body(body)
+        .send()
     };
     let resp = post(b"garbage".to_vec(), 1).await.expect("send");
     assert_eq!(error_code(resp).await, (422, "malformed_update".into()));
@@ -154,7 +173,11 @@ async fn the_aggregator_refuses_bad_requests_with_clear_statuses() {
     let resp = post(update_body(&model, "z", 1, 0.1), 1)
         .await
         .expect("send");
-    assert_eq!(error_code(resp).await, (409, "not_selected".into()));
+    assert_eq!(
+        error_code(resp).await,
+        (403, "impersonation".into()),
+        "worker a's credential cannot send z's update"
+    );
     let resp = post(update_body(&model, "b", 1, 1000.0), 1)
         .await
         .expect("send");
@@ -163,13 +186,16 @@ async fn the_aggregator_refuses_bad_requests_with_clear_statuses() {
     // Both selected workers were refused: the round starts over with a new
     // selection, and only then are they told to train again.
     for worker in ["b", "a"] {
-        let task: Value = authed(http.get(format!("{url}/v1/task?worker_id={worker}")))
-            .send()
-            .await
-            .expect("send")
-            .json()
-            .await
-            .expect("task");
+        let task: Value = as_worker(
+            worker,
+            http.get(format!("{url}/v1/task?worker_id={worker}")),
+        )
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("task");
         assert_eq!(task, json!({"action": "train", "round": 1}), "{worker}");
     }
     let resp = post(update_body(&model, "b", 1, 0.1), 1)
@@ -194,7 +220,9 @@ async fn the_aggregator_refuses_bad_requests_with_clear_statuses() {
         .expect("send");
     assert_eq!(error_code(resp).await, (409, "stale_round".into()));
 
-    let status: Value = authed(http.get(format!("{url}/v1/status")))
+    let status: Value = http
+        .get(format!("{url}/v1/status"))
+        .bearer_auth(crate::common::RUN_KEY)
         .send()
         .await
         .expect("send")

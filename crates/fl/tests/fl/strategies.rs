@@ -28,8 +28,9 @@ async fn run(
     let mut config = crate::common::config(model, vocab, strategy, local, rounds, 2, dir.path());
     config.validation = validation;
     config.upload_dtype = dtype;
-    let (url, server) = crate::common::start(config).await;
     let (left, right) = train.split_at(800);
+    config.roster = crate::common::roster(&[("a", left.len()), ("b", right.len())]);
+    let (url, server) = crate::common::start(config).await;
     let a = tokio::spawn(run_worker(crate::common::worker(
         &url,
         "a",

@@ -312,6 +312,9 @@ struct Summary {
     promoted: bool,
     decision: Option<String>,
     error: Option<String>,
+    /// The last finished round's metrics (privacy spent, secure or not), so
+    /// that a list shows them without every run's whole history.
+    last_round: Option<RoundMetric>,
 }
 
 #[derive(Serialize)]
@@ -346,6 +349,7 @@ fn summary(run: &Run) -> Summary {
         promoted: run.promoted,
         decision: run.decision.clone(),
         error: run.error.clone(),
+        last_round: run.round_metrics.iter().max_by_key(|m| m.round).cloned(),
     }
 }
 

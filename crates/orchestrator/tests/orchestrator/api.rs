@@ -109,6 +109,8 @@ pub(crate) fn config(dir: &Path) -> OrchestratorConfig {
             round_deadline: Duration::from_secs(60),
             client_lease: Duration::from_secs(30),
             max_update_norm: 0.0,
+            adaptive_norm_multiple: 3.0,
+            privacy: Default::default(),
             upload_dtype: WireDtype::F32,
             embed_init_std: 0.1,
         },

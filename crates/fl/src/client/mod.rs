@@ -14,6 +14,10 @@ use bloginfer_text::Encoder;
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 
+mod secure;
+
+pub use secure::secure_weight;
+
 use crate::error::{FlError, Result};
 use crate::local::{round_seed, train_round};
 use crate::params::ParamSet;
@@ -67,7 +71,7 @@ impl FromStr for Fault {
 pub struct WorkerConfig {
     /// Aggregator base URL, e.g. `http://127.0.0.1:7000`.
     pub aggregator: String,
-    /// The run token, sent as a bearer token with every request.
+    /// The worker's own credential, sent as a bearer token with every request.
     pub token: SecretString,
     /// The worker's id in the run, under which the aggregator counts its updates.
     pub worker_id: String,
@@ -214,10 +218,29 @@ async fn register(conn: &Connection, worker_id: &str, samples: u64) -> Result<Ru
         worker_id: worker_id.to_string(),
         samples,
     };
-    let resp = conn
-        .send(|c| c.post(conn.url("/v1/register")).json(&request))
-        .await?;
-    Connection::json(resp).await
+    let started = Instant::now();
+    loop {
+        let resp = conn
+            .send(|c| c.post(conn.url("/v1/register")).json(&request))
+            .await?;
+        // A restarted worker may find its earlier registration still live:
+        // the aggregator says how long until it lapses.
+        if resp.status() == StatusCode::CONFLICT && started.elapsed() < conn.max_unreachable {
+            let wait = resp
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(1)
+                .clamp(1, 30);
+            tracing::info!(
+                "an earlier registration of this worker is still live; retrying in {wait} s"
+            );
+            tokio::time::sleep(Duration::from_secs(wait)).await;
+            continue;
+        }
+        return Connection::json(resp).await;
+    }
 }
 
 fn apply_fault(update: &mut ParamSet, fault: Fault) {
@@ -234,15 +257,117 @@ fn apply_fault(update: &mut ParamSet, fault: Fault) {
         .for_each(|v| *v = f(*v));
 }
 
-/// Runs the worker until the run is over.
+/// A worker's update for one round, before it leaves the silo.
+#[derive(Debug, Clone)]
+pub struct Trained {
+    /// The pseudo-gradient (dense; the wire may send only touched rows).
+    pub update: ParamSet,
+    /// Mean local training loss.
+    pub train_loss: f64,
+    /// Local optimisation steps.
+    pub steps: u64,
+    /// Seconds of local training.
+    pub train_seconds: f64,
+}
+
+/// What turns a round's global weights into the worker's update: local
+/// training on its shard ([`ShardTrainer`]), or anything else that speaks
+/// the protocol (tests drive the real protocol with known updates).
+pub trait Trainer: Send + Sync + 'static {
+    /// The update for `round`, trained from `global` under `plan`.
+    fn train(&self, plan: &RunPlan, round: u32, global: &ParamSet) -> Result<Trained>;
+}
+
+/// Local training on the worker's own shard.
+pub struct ShardTrainer {
+    worker_id: String,
+    examples: Vec<bloginfer_model::data::Example>,
+    encoded: std::sync::OnceLock<Vec<Encoded>>,
+    threads: usize,
+    fault: Fault,
+}
+
+impl ShardTrainer {
+    /// A trainer over `examples` (encoded with the run's vocabulary on first use).
+    pub fn new(
+        worker_id: String,
+        examples: Vec<bloginfer_model::data::Example>,
+        threads: usize,
+        fault: Fault,
+    ) -> Self {
+        Self {
+            worker_id,
+            examples,
+            encoded: std::sync::OnceLock::new(),
+            threads,
+            fault,
+        }
+    }
+}
+
+impl Trainer for ShardTrainer {
+    fn train(&self, plan: &RunPlan, round: u32, global: &ParamSet) -> Result<Trained> {
+        let data = self.encoded.get_or_init(|| {
+            let encoder = Encoder::new(plan.vocab.clone(), plan.model.max_len)
+                .with_granularity(plan.model.granularity);
+            encode_all(&encoder, &self.examples)
+        });
+        let seed = round_seed(plan.local.seed, &self.worker_id, round);
+        let mut outcome = train_round(
+            &plan.model,
+            global,
+            data,
+            plan.strategy.local,
+            &plan.local,
+            seed,
+            self.threads,
+        )?;
+        apply_fault(&mut outcome.update, self.fault);
+        Ok(Trained {
+            update: outcome.update,
+            train_loss: outcome.train_loss,
+            steps: outcome.steps,
+            train_seconds: outcome.seconds,
+        })
+    }
+}
+
+/// Runs the worker until the run is over: trains on its shard.
 pub async fn run_worker(config: WorkerConfig) -> Result<WorkerSummary> {
     let shard_path = config.shard.clone();
     let examples = tokio::task::spawn_blocking(move || read_tsv(&shard_path))
         .await
         .map_err(|e| FlError::Config(e.to_string()))??;
-    let conn = Connection::new(&config)?;
     let samples = examples.len() as u64;
-    let mut plan = register(&conn, &config.worker_id, samples).await?;
+    let trainer = ShardTrainer::new(
+        config.worker_id.clone(),
+        examples,
+        config.threads,
+        config.fault,
+    );
+    run_participant(config, samples, std::sync::Arc::new(trainer)).await
+}
+
+/// What a worker keeps between the tasks of a run.
+struct Worker {
+    config: WorkerConfig,
+    conn: Connection,
+    samples: u64,
+    plan: RunPlan,
+    trainer: std::sync::Arc<dyn Trainer>,
+    summary: WorkerSummary,
+    secure: Option<secure::Session>,
+}
+
+/// Runs a participant that registers with `samples` and gets its updates
+/// from `trainer`, until the run is over.
+pub async fn run_participant(
+    config: WorkerConfig,
+    samples: u64,
+    trainer: std::sync::Arc<dyn Trainer>,
+) -> Result<WorkerSummary> {
+    let conn = Connection::new(&config)?;
+    let plan = register(&conn, &config.worker_id, samples).await?;
     if let Some(expected) = &config.expected_run {
         if *expected != plan.run_id {
             return Err(FlError::Config(format!(
@@ -251,17 +376,19 @@ pub async fn run_worker(config: WorkerConfig) -> Result<WorkerSummary> {
             )));
         }
     }
-    tracing::info!(run = %plan.run_id, samples, rounds = plan.rounds, "registered");
-    let encoder = Encoder::new(plan.vocab.clone(), plan.model.max_len)
-        .with_granularity(plan.model.granularity);
-    let data: std::sync::Arc<Vec<Encoded>> = std::sync::Arc::new(
-        tokio::task::spawn_blocking(move || encode_all(&encoder, &examples))
-            .await
-            .map_err(|e| FlError::Config(e.to_string()))?,
-    );
-    let mut summary = WorkerSummary::default();
+    tracing::info!(run = %plan.run_id, samples, rounds = plan.rounds, secure = plan.privacy.secure_aggregation, "registered");
+    let mut worker = Worker {
+        config,
+        conn,
+        samples,
+        plan,
+        trainer,
+        summary: WorkerSummary::default(),
+        secure: None,
+    };
     loop {
-        let worker_id = config.worker_id.clone();
+        let worker_id = worker.config.worker_id.clone();
+        let conn = &worker.conn;
         let resp = conn
             .send(|c| {
                 c.get(conn.url("/v1/task"))
@@ -270,97 +397,22 @@ pub async fn run_worker(config: WorkerConfig) -> Result<WorkerSummary> {
             .await?;
         if resp.status() == StatusCode::NOT_FOUND {
             // The aggregator lost track of us (restarted without state): join again.
-            plan = register(&conn, &config.worker_id, samples).await?;
+            worker.plan = register(&worker.conn, &worker_id, worker.samples).await?;
             continue;
         }
-        let round = match Connection::json::<Task>(resp).await? {
+        let task = Connection::json::<Task>(resp).await?;
+        let outcome = match task {
             Task::Finished { version } => {
                 tracing::info!(?version, "run finished");
-                summary.version = version;
-                return Ok(summary);
+                worker.summary.version = version;
+                return Ok(worker.summary);
             }
             Task::Wait { .. } => continue,
-            Task::Train { round } => round,
+            Task::Train { round } => worker.plain_round(round).await,
+            secure_task => worker.secure_task(secure_task).await,
         };
-        let fetch_started = Instant::now();
-        let resp = conn
-            .send(|c| c.get(conn.url(&format!("/v1/rounds/{round}/weights"))))
-            .await?;
-        if resp.status() == StatusCode::CONFLICT {
-            continue;
-        }
-        if !resp.status().is_success() {
-            return Err(Connection::refusal(resp).await);
-        }
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| FlError::Unreachable(e.to_string()))?;
-        summary.bytes_down += body.len() as u64;
-        let (header, set): (WeightsHeader, WireSet) = wire::decode(&body, WEIGHTS_KIND)?;
-        if header.run_id != plan.run_id {
-            return Err(FlError::Invalid(format!(
-                "weights belong to run {}, not {}",
-                header.run_id, plan.run_id
-            )));
-        }
-        let global = set.to_params();
-        let fetched = fetch_started.elapsed();
-        global.check_shapes(&plan.model)?;
-        let (model, strategy, local) = (plan.model.clone(), plan.strategy, plan.local.clone());
-        let seed = round_seed(local.seed, &config.worker_id, round);
-        let (threads, fault, shard) = (config.threads, config.fault, data.clone());
-        let upload_dtype = plan.upload_dtype;
-        let header_base = (plan.run_id.clone(), config.worker_id.clone());
-        let body = tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
-            let mut outcome = train_round(
-                &model,
-                &global,
-                &shard,
-                strategy.local,
-                &local,
-                seed,
-                threads,
-            )?;
-            apply_fault(&mut outcome.update, fault);
-            let header = UpdateHeader {
-                run_id: header_base.0,
-                round,
-                worker_id: header_base.1,
-                samples: outcome.samples,
-                train_loss: outcome.train_loss,
-                steps: outcome.steps,
-                train_seconds: outcome.seconds,
-            };
-            let set = WireSet::from_params(outcome.update, &SPARSE_PARAMS);
-            wire::encode(UPDATE_KIND, &header, &set, upload_dtype)
-        })
-        .await
-        .map_err(|e| FlError::Config(format!("local training panicked: {e}")))??;
-        summary.bytes_up += body.len() as u64;
-        let trained = fetch_started.elapsed() - fetched;
-        let upload_started = Instant::now();
-        let body = axum::body::Bytes::from(body);
-        let resp = conn
-            .send(|c| {
-                c.post(conn.url(&format!("/v1/rounds/{round}/update")))
-                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-                    .body(body.clone())
-            })
-            .await?;
-        match Connection::json::<UpdateAccepted>(resp).await {
-            Ok(accepted) => {
-                summary.rounds_accepted += 1;
-                tracing::info!(
-                    round,
-                    received = accepted.received,
-                    fetch_ms = u64::try_from(fetched.as_millis()).unwrap_or(u64::MAX),
-                    train_ms = u64::try_from(trained.as_millis()).unwrap_or(u64::MAX),
-                    upload_ms =
-                        u64::try_from(upload_started.elapsed().as_millis()).unwrap_or(u64::MAX),
-                    "update accepted"
-                );
-            }
+        match outcome {
+            Ok(()) => {}
             Err(FlError::Refused {
                 status: 401,
                 message,
@@ -377,10 +429,107 @@ pub async fn run_worker(config: WorkerConfig) -> Result<WorkerSummary> {
                 code,
                 message,
             }) => {
-                summary.rounds_refused += 1;
-                tracing::warn!(round, status, %code, "update refused: {message}");
+                worker.summary.rounds_refused += 1;
+                tracing::warn!(status, %code, "the aggregator refused a message: {message}");
             }
             Err(e) => return Err(e),
         }
+    }
+}
+
+impl Worker {
+    /// Sends an update-shaped binary body to `path` (retrying while the
+    /// aggregator is unreachable) and counts it.
+    async fn upload<T: DeserializeOwned>(&mut self, path: &str, body: Vec<u8>) -> Result<T> {
+        self.summary.bytes_up += body.len() as u64;
+        let body = axum::body::Bytes::from(body);
+        let conn = &self.conn;
+        let resp = conn
+            .send(|c| {
+                c.post(conn.url(path))
+                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                    .body(body.clone())
+            })
+            .await?;
+        let accepted = Connection::json::<T>(resp).await?;
+        self.summary.rounds_accepted += 1;
+        Ok(accepted)
+    }
+
+    /// Fetches `round`'s global weights and trains on them; `None` when the
+    /// round moved on meanwhile.
+    async fn trained(&mut self, round: u32) -> Result<Option<(Trained, Duration)>> {
+        let fetch_started = Instant::now();
+        let conn = &self.conn;
+        let resp = conn
+            .send(|c| c.get(conn.url(&format!("/v1/rounds/{round}/weights"))))
+            .await?;
+        if resp.status() == StatusCode::CONFLICT {
+            return Ok(None);
+        }
+        if !resp.status().is_success() {
+            return Err(Connection::refusal(resp).await);
+        }
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| FlError::Unreachable(e.to_string()))?;
+        self.summary.bytes_down += body.len() as u64;
+        let (header, set): (WeightsHeader, WireSet) = wire::decode(&body, WEIGHTS_KIND)?;
+        if header.run_id != self.plan.run_id {
+            return Err(FlError::Invalid(format!(
+                "weights belong to run {}, not {}",
+                header.run_id, self.plan.run_id
+            )));
+        }
+        let global = set.to_params();
+        global.check_shapes(&self.plan.model)?;
+        let fetched = fetch_started.elapsed();
+        let (trainer, plan) = (self.trainer.clone(), self.plan.clone());
+        let trained = tokio::task::spawn_blocking(move || trainer.train(&plan, round, &global))
+            .await
+            .map_err(|e| FlError::Config(format!("local training panicked: {e}")))??;
+        Ok(Some((trained, fetched)))
+    }
+
+    /// A round in the clear: train, send the update.
+    async fn plain_round(&mut self, round: u32) -> Result<()> {
+        let Some((trained, fetched)) = self.trained(round).await? else {
+            return Ok(());
+        };
+        let header = UpdateHeader {
+            run_id: self.plan.run_id.clone(),
+            round,
+            worker_id: self.config.worker_id.clone(),
+            samples: self.samples,
+            train_loss: trained.train_loss,
+            steps: trained.steps,
+            train_seconds: trained.train_seconds,
+        };
+        let sparse: &[&str] = if self.plan.privacy.dense_embedding_updates {
+            &[]
+        } else {
+            &SPARSE_PARAMS
+        };
+        let dtype = self.plan.upload_dtype;
+        let body = tokio::task::spawn_blocking(move || {
+            let set = WireSet::from_params(trained.update, sparse);
+            wire::encode(UPDATE_KIND, &header, &set, dtype)
+        })
+        .await
+        .map_err(|e| FlError::Config(format!("encoding the update panicked: {e}")))??;
+        let upload_started = Instant::now();
+        let accepted: UpdateAccepted = self
+            .upload(&format!("/v1/rounds/{round}/update"), body)
+            .await?;
+        tracing::info!(
+            round,
+            received = accepted.received,
+            fetch_ms = u64::try_from(fetched.as_millis()).unwrap_or(u64::MAX),
+            train_seconds = trained.train_seconds,
+            upload_ms = u64::try_from(upload_started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "update accepted"
+        );
+        Ok(())
     }
 }
