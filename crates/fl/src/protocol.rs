@@ -312,6 +312,9 @@ pub struct RoundRecord {
     /// The aggregator saw only the sum of this round's updates.
     #[serde(default)]
     pub secure: bool,
+    /// Workers selected for the round (some may not have sent an update).
+    #[serde(default)]
+    pub selected: usize,
 }
 
 /// Progress of the run.

@@ -221,5 +221,26 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+        // Each worker folder (all a worker pod mounts) holds its own credential,
+        // never the run key, and it proves that worker only.
+        let run = RunDir::new(dir.path());
+        let run_key = run.read_token().expect("run key");
+        let run_id = dir
+            .path()
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("run id")
+            .to_string();
+        for i in 0..3 {
+            let id = i.to_string();
+            let credential = bloginfer_fl::spec::WorkerDir::new(run.worker(&id))
+                .read_token()
+                .expect("credential");
+            assert_ne!(credential, run_key);
+            assert_eq!(
+                bloginfer_fl::credentials::authenticate(&credential, &run_key, &run_id),
+                Some(bloginfer_fl::credentials::Caller::Worker(id))
+            );
+        }
     }
 }

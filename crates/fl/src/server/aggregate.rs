@@ -83,7 +83,11 @@ pub(super) fn aggregate(
         ..RoundRecord::default()
     };
     let (combined, reports) = match input {
-        RoundInput::Plain(mut updates) => {
+        RoundInput::Plain {
+            mut updates,
+            selected,
+        } => {
+            record.selected = selected;
             let combined = combine_plain(config, &mut updates, &mut record)?;
             let reports: Vec<secure::Report> = updates
                 .into_iter()
@@ -99,6 +103,7 @@ pub(super) fn aggregate(
         }
         RoundInput::Secure(input) => {
             record.secure = true;
+            record.selected = input.selected();
             record.norm_bound = config.privacy.dp.map(|dp| dp.clip);
             secure::unmask(global, *input)?
         }
@@ -123,7 +128,9 @@ pub(super) fn aggregate(
             / samples.max(1) as f64,
     );
     if let Some(dp) = &config.privacy.dp {
-        let selected = reports.len() as f64;
+        // The sample is who was selected, whether or not their update
+        // arrived: counting only arrivals would understate ε.
+        let selected = record.selected.max(reports.len()) as f64;
         let sample_rate = (selected / config.roster.len().max(1) as f64).min(1.0);
         record.dp_sample_rate = Some(sample_rate);
         let history = shared.lock().history.clone();

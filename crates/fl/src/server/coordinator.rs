@@ -65,7 +65,12 @@ pub struct Received {
 #[derive(Debug)]
 pub enum RoundInput {
     /// The accepted updates, each in the clear.
-    Plain(Vec<Received>),
+    Plain {
+        /// The updates to combine.
+        updates: Vec<Received>,
+        /// Workers selected for the round (the accountant's sample, dropouts included).
+        selected: usize,
+    },
     /// The masked sum and what unmasks it.
     Secure(Box<SecureInput>),
 }
@@ -362,8 +367,12 @@ impl Coordinator {
                 let all_in = updates.len() + refused.len() >= selected.len();
                 if enough && (all_in || now >= *deadline) {
                     let taken = std::mem::take(updates).into_values().collect();
+                    let selected = selected.len();
                     self.phase = Phase::Aggregating;
-                    return Some(RoundInput::Plain(taken));
+                    return Some(RoundInput::Plain {
+                        updates: taken,
+                        selected,
+                    });
                 }
                 if all_in || now >= *deadline {
                     let why = format!("{} valid updates of {needed} needed", updates.len());

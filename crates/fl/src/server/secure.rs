@@ -54,6 +54,14 @@ pub struct SecureInput {
     dropped: Vec<u16>,
     revealed: Vec<SecureUnmask>,
     threshold: usize,
+    selected: usize,
+}
+
+impl SecureInput {
+    /// Workers selected for the round (the accountant's sample, dropouts included).
+    pub fn selected(&self) -> usize {
+        self.selected
+    }
 }
 
 /// One securely aggregated round in progress.
@@ -394,6 +402,7 @@ impl SecureRound {
             survivors: std::mem::take(&mut self.masked),
             revealed: std::mem::take(&mut self.revealed).into_values().collect(),
             threshold: self.threshold,
+            selected: self.index.len(),
         }
     }
 
@@ -428,6 +437,7 @@ pub fn unmask(global: &ParamSet, input: SecureInput) -> Result<(ParamSet, Vec<Re
         dropped,
         revealed,
         threshold,
+        ..
     } = input;
     let gather = |target: u16, pick: SharesOf| -> Vec<Vec<u8>> {
         revealed

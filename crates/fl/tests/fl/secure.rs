@@ -298,6 +298,7 @@ async fn a_dp_run_clips_adds_noise_and_reports_the_privacy_it_spent() {
             "{record:?}"
         );
         assert_eq!(record.dp_sample_rate, Some(1.0));
+        assert_eq!(record.selected, 2);
     }
     // Both workers take part in both rounds: the Gaussian mechanism composed
     // twice, at sampling rate 1.
