@@ -133,17 +133,7 @@ impl RoundKeys {
         me: u16,
         peer: u16,
     ) -> Result<[u8; 32], SecAggError> {
-        if me == peer {
-            return Err(SecAggError::SelfPair(me));
-        }
-        derive(
-            MASK_SEED_LABEL,
-            &self.masking,
-            peer_masking_public,
-            context,
-            me,
-            peer,
-        )
+        mask_seed(&self.masking, peer_masking_public, context, me, peer)
     }
 }
 
@@ -160,13 +150,24 @@ pub fn pairwise_mask_seed(
     me: u16,
     peer: u16,
 ) -> Result<[u8; 32], SecAggError> {
+    let secret = StaticSecret::from(*my_masking_secret);
+    mask_seed(&secret, peer_masking_public, context, me, peer)
+}
+
+/// The one derivation behind both forms of [`pairwise_mask_seed`].
+fn mask_seed(
+    secret: &StaticSecret,
+    peer_masking_public: &[u8; 32],
+    context: &RoundContext,
+    me: u16,
+    peer: u16,
+) -> Result<[u8; 32], SecAggError> {
     if me == peer {
         return Err(SecAggError::SelfPair(me));
     }
-    let secret = StaticSecret::from(*my_masking_secret);
     derive(
         MASK_SEED_LABEL,
-        &secret,
+        secret,
         peer_masking_public,
         context,
         me,
@@ -310,7 +311,7 @@ mod tests {
         let json = serde_json::to_value(pk).unwrap();
         let enc = json["encryption"].as_str().unwrap();
         assert_eq!(enc.len(), 64);
-        assert_eq!(enc, super::super::hex::encode(&pk.encryption));
+        assert_eq!(enc, super::super::hex::encode(pk.encryption));
         assert_eq!(serde_json::from_value::<PublicKeys>(json).unwrap(), pk);
         assert!(
             serde_json::from_str::<PublicKeys>(r#"{"encryption":"00","masking":"00"}"#).is_err()

@@ -133,11 +133,11 @@ pub(super) fn aggregate(
         let selected = record.selected.max(reports.len()) as f64;
         let sample_rate = (selected / config.roster.len().max(1) as f64).min(1.0);
         record.dp_sample_rate = Some(sample_rate);
-        let history = shared.lock().history.clone();
-        record.epsilon = Some(spent_epsilon(
-            history.iter().chain(std::iter::once(&record)),
+        let epsilon = spent_epsilon(
+            shared.lock().history.iter().chain(std::iter::once(&record)),
             dp,
-        ));
+        );
+        record.epsilon = Some(epsilon);
     }
     if !shared.validation.is_empty() {
         let (m, s) = evaluate_params(&config.model, &next, &shared.validation, config.threads)?;
